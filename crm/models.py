@@ -1,0 +1,233 @@
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import get_language, gettext
+from django.utils.translation import gettext_lazy as _
+
+from crm.phones import normalize_phone
+
+
+class LeadStatus(models.Model):
+    class Kind(models.TextChoices):
+        OPEN = "open", _("Open")
+        NURTURING = "nurturing", _("Nurturing")
+        WON = "won", _("Won")
+        LOST = "lost", _("Lost")
+
+    code = models.SlugField(_("code"), max_length=50, unique=True)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100)
+    name_en = models.CharField(_("name (English)"), max_length=100)
+    order = models.PositiveIntegerField(_("order"), default=0)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.OPEN)
+
+    class Meta:
+        ordering = ["order", "id"]
+        verbose_name = _("lead status")
+        verbose_name_plural = _("lead statuses")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def name(self) -> str:
+        """The name in the active language, falling back to the other one."""
+        if (get_language() or "").startswith("ru"):
+            return self.name_ru or self.name_en
+        return self.name_en or self.name_ru
+
+
+class Lead(models.Model):
+    title = models.CharField(_("project title"), max_length=200)
+    first_name = models.CharField(_("first name"), max_length=100, blank=True)
+    last_name = models.CharField(_("last name"), max_length=100, blank=True)
+    email = models.EmailField(_("email"), max_length=254, blank=True)
+    phone = models.CharField(_("phone (E.164)"), max_length=20, blank=True, editable=False)
+    phone_raw = models.CharField(
+        _("phone"), max_length=50, blank=True, help_text=_("As typed; any common format.")
+    )
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    source = models.CharField(_("source"), max_length=100, blank=True)
+    status = models.ForeignKey(
+        LeadStatus, on_delete=models.PROTECT, related_name="leads", verbose_name=_("status")
+    )
+    responsible = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="leads",
+        verbose_name=_("responsible"),
+    )
+    status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
+    do_not_email = models.BooleanField(_("do not email"), default=False)
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("Language of emails to this lead; empty means the site's default."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("The lead's time zone, e.g. Asia/Yekaterinburg; empty means the company's."),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("lead")
+        verbose_name_plural = _("leads")
+        permissions = [("view_all_leads", _("Can see and edit every lead, not only own"))]
+        indexes = [
+            models.Index(fields=["email"]),
+            models.Index(fields=["phone"]),
+            models.Index(fields=["title"]),
+            models.Index(fields=["responsible", "status"]),
+        ]
+
+    def __str__(self):
+        return f"{self.full_name or self.email or self.phone} — {self.title}"
+
+    def save(self, *args, **kwargs):
+        # Saving without full_clean() must not store a half-valid lead either.
+        self.full_clean(exclude=["status", "responsible"], validate_unique=False)
+        super().save(*args, **kwargs)
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def clean_fields(self, exclude=None):
+        self.email = self.email.strip().lower()
+        self.phone_raw = self.phone_raw.strip()
+        super().clean_fields(exclude)
+
+    def clean(self):
+        super().clean()
+        try:
+            self.phone = normalize_phone(self.phone_raw) if self.phone_raw else ""
+        except ValidationError as error:
+            raise ValidationError({"phone_raw": error}) from error
+        if self.time_zone and not _is_time_zone(self.time_zone):
+            raise ValidationError(
+                {"time_zone": _("Unknown time zone “%(name)s”.") % {"name": self.time_zone}}
+            )
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    display_name = models.CharField(_("display name"), max_length=150, blank=True)
+    signature = models.TextField(_("email signature"), blank=True)
+    phone = models.CharField(_("phone"), max_length=50, blank=True)
+    extension = models.CharField(_("PBX extension"), max_length=20, blank=True)
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["extension"],
+                condition=~models.Q(extension=""),
+                name="unique_pbx_extension",
+                violation_error_message=_("This PBX extension belongs to another user."),
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.user.get_full_name() or self.user.get_username()
+
+
+class Activity(models.Model):
+    class Kind(models.TextChoices):
+        CREATED = "created", _("Lead created")
+        STATUS_CHANGE = "status_change", _("Status change")
+        EMAIL_OUT = "email_out", _("Email sent")
+        EMAIL_IN = "email_in", _("Email received")
+        CALL = "call", _("Call")
+        NOTE = "note", _("Note")
+
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="activities", verbose_name=_("lead")
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
+    summary = models.CharField(_("summary"), max_length=500)
+    payload = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("activity")
+        verbose_name_plural = _("activities")
+        indexes = [models.Index(fields=["lead", "-created_at"])]
+
+    def __str__(self):
+        return self.description
+
+    @property
+    def description(self) -> str:
+        """The entry in the reader's language: summaries are stored as untranslated messages."""
+        if self.kind == self.Kind.STATUS_CHANGE:
+            names = {s.code: s.name for s in LeadStatus.objects.all()}
+            old, new = self.payload.get("from"), self.payload.get("to")
+            return gettext("Status: %(old)s → %(new)s") % {
+                "old": names.get(old, old),
+                "new": names.get(new, new),
+            }
+        return gettext(self.summary)
+
+
+class Notification(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=_("user"),
+    )
+    lead = models.ForeignKey(
+        Lead,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="notifications",
+        verbose_name=_("lead"),
+    )
+    message = models.CharField(_("message"), max_length=500)
+    is_read = models.BooleanField(_("read"), default=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        indexes = [models.Index(fields=["user", "is_read", "-created_at"])]
+
+    def __str__(self):
+        return self.message

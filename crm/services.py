@@ -1,0 +1,87 @@
+"""Writes to the CRM domain. Views, admin actions, tasks and other apps call these."""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from crm.models import Activity, Lead, LeadStatus, Notification, Profile
+from crm.signals import lead_status_changed
+
+User = get_user_model()
+
+
+def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> Activity:
+    return Activity.objects.create(
+        lead=lead,
+        kind=kind,
+        summary=summary,
+        actor=actor,
+        payload=payload or {},
+        created_at=at or timezone.now(),
+    )
+
+
+def notify(user, message, *, lead=None) -> Notification | None:
+    if user is None:
+        return None
+    return Notification.objects.create(user=user, lead=lead, message=message)
+
+
+def _announce_after_commit(lead_id, old_code, new_code, by, reason):
+    transaction.on_commit(
+        lambda: lead_status_changed.send(
+            sender=Lead, lead_id=lead_id, old_code=old_code, new_code=new_code, by=by, reason=reason
+        )
+    )
+
+
+@transaction.atomic
+def create_lead(lead: Lead, *, by=None) -> Lead:
+    """Save a new, unsaved `lead` with its first timeline entry, and announce its status."""
+    if lead.status_id is None:
+        lead.status = LeadStatus.objects.get(code="new")
+    status = lead.status
+    lead.full_clean()
+    lead.save()
+    record_activity(
+        lead,
+        Activity.Kind.CREATED,
+        gettext_noop("Lead created"),
+        actor=by,
+        payload={"status": status.code},
+    )
+    _announce_after_commit(lead.pk, None, status.code, by, "")
+    return lead
+
+
+@transaction.atomic
+def change_status(lead: Lead, code: str, *, by=None, reason: str = "") -> bool:
+    """Move `lead` to the status `code`. The one way a status changes.
+
+    Returns False and does nothing when the lead already has that status. Otherwise the change
+    and its timeline entry are saved together, and `lead_status_changed` is sent after commit.
+    """
+    new_status = LeadStatus.objects.get(code=code)
+    locked = Lead.objects.select_for_update().select_related("status").get(pk=lead.pk)
+    old_status = locked.status
+    if old_status.pk == new_status.pk:
+        return False
+    now = timezone.now()
+    Lead.objects.filter(pk=lead.pk).update(status=new_status, status_changed_at=now, updated_at=now)
+    record_activity(
+        lead,
+        Activity.Kind.STATUS_CHANGE,
+        gettext_noop("Status changed"),
+        actor=by,
+        payload={"from": old_status.code, "to": new_status.code, "reason": reason},
+        at=now,
+    )
+    lead.status, lead.status_changed_at = new_status, now
+    _announce_after_commit(lead.pk, old_status.code, new_status.code, by, reason)
+    return True
+
+
+def profile_for(user) -> Profile:
+    profile, _ = Profile.objects.get_or_create(user=user)
+    return profile

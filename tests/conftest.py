@@ -1,0 +1,95 @@
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+
+from crm.models import Lead, LeadStatus, Profile
+from tests.services import require_service
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]
+    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Before the test database is created: is its server there at all?"""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        require_service("PostgreSQL", db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    """Messages in English (Russian is tested where it matters) and a fast password hasher."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    def make(username, group=None, *, extension="", **fields):
+        user = django_user_model.objects.create_user(
+            username,
+            email=f"{username}@crm.example",
+            password="pw",
+            first_name=username.title(),
+            is_staff=True,
+            **fields,
+        )
+        if group:
+            user.groups.add(Group.objects.get(name=group))
+        Profile.objects.create(
+            user=user,
+            display_name=f"{username.title()} Manager",
+            signature=f"Best regards,\n{username.title()}",
+            extension=extension,
+        )
+        return user
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    """Alice is a manager: she sees her own leads."""
+    return make_user("alice", "Managers", extension="201")
+
+
+@pytest.fixture
+def bob(make_user):
+    """Bob is another manager."""
+    return make_user("bob", "Managers", extension="202")
+
+
+@pytest.fixture
+def olga(make_user):
+    """Olga is a supervisor: she sees everything."""
+    return make_user("olga", "Supervisors")
+
+
+@pytest.fixture
+def status(db):
+    def get(code):
+        return LeadStatus.objects.get(code=code)
+
+    return get
+
+
+@pytest.fixture
+def make_lead(db, status):
+    from crm import services
+
+    def make(responsible=None, status_code="new", **fields):
+        fields.setdefault("title", "Website redesign")
+        fields.setdefault("first_name", "Ivan")
+        fields.setdefault("last_name", "Petrov")
+        fields.setdefault("email", "ivan@example.com")
+        lead = Lead(status=status(status_code), responsible=responsible, **fields)
+        return services.create_lead(lead, by=responsible)
+
+    return make
