@@ -40,6 +40,12 @@ class LeadStatus(models.Model):
 
 
 class Lead(models.Model):
+    class EmailStatus(models.TextChoices):
+        OK = "", _("fine")
+        UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
+        BOUNCED = "bounced", _("bounced")
+        COMPLAINED = "complained", _("complained of spam")
+
     title = models.CharField(_("project title"), max_length=200)
     first_name = models.CharField(_("first name"), max_length=100, blank=True)
     last_name = models.CharField(_("last name"), max_length=100, blank=True)
@@ -63,6 +69,9 @@ class Lead(models.Model):
     )
     status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
     do_not_email = models.BooleanField(_("do not email"), default=False)
+    email_status = models.CharField(
+        _("email status"), max_length=20, choices=EmailStatus.choices, blank=True
+    )
     language = models.CharField(
         _("language"),
         max_length=10,

@@ -158,3 +158,11 @@ LOGGING = {
 NURTURE_CALENDAR_COUNTRY = env_str("NURTURE_CALENDAR_COUNTRY", "RU")
 NURTURE_CALENDAR_SUBDIVISION = env_str("NURTURE_CALENDAR_SUBDIVISION") or None
 NURTURE_WEEKEND_DAYS = [int(day) for day in env_list("NURTURE_WEEKEND_DAYS", "5,6")]  # Mon=0
+# Each manager's mailbox: sends over a cap wait for the next free slot (editable per manager).
+NURTURE_MAILBOX_PER_MINUTE = env_int("NURTURE_MAILBOX_PER_MINUTE", 10)
+NURTURE_MAILBOX_PER_DAY = env_int("NURTURE_MAILBOX_PER_DAY", 200)
+# How long a worker may take over one send before the message counts as "unknown".
+NURTURE_SEND_LEASE_SECONDS = env_int("NURTURE_SEND_LEASE_SECONDS", 600)
+NURTURE_MAX_SEND_ATTEMPTS = env_int("NURTURE_MAX_SEND_ATTEMPTS", 5)
+# The domain in our Message-IDs; replies quote it in In-Reply-To.
+NURTURE_MESSAGE_ID_DOMAIN = env_str("NURTURE_MESSAGE_ID_DOMAIN", "crm.localhost")

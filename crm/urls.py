@@ -6,4 +6,6 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("nurture/", include("nurture.urls")),
+    path("anymail/", include("anymail.urls")),
 ]

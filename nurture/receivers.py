@@ -1,0 +1,17 @@
+from django.dispatch import receiver
+
+from crm.models import Lead
+from crm.signals import lead_status_changed
+from nurture import services
+
+
+@receiver(lead_status_changed, dispatch_uid="nurture.status_changed")
+def follow_status_change(sender, lead_id, old_code, new_code, reason="", **kwargs):
+    """Leaving a status halts its sequences; entering one enrolls the lead afresh."""
+    if old_code is not None:
+        services.halt_for_status_change(
+            lead_id, old_code, services.halt_reason_for_status_change(reason)
+        )
+    lead = Lead.objects.select_related("responsible").get(pk=lead_id)
+    if lead.status.code == new_code:
+        services.enroll_for_status(lead, new_code)

@@ -1,0 +1,16 @@
+from celery import shared_task
+
+from nurture import sending, services
+
+
+@shared_task(ignore_result=True)
+def dispatch_due() -> int:
+    """Every minute, from beat: settle expired leases, resend due retries, dispatch what is due."""
+    services.reconcile_expired_leases()
+    services.requeue_due_retries()
+    return len(services.dispatch_due())
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def send_message(message_id: int) -> str:
+    return sending.send_message(message_id)
