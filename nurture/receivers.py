@@ -1,3 +1,4 @@
+from anymail.signals import tracking
 from django.dispatch import receiver
 
 from crm.models import Lead
@@ -15,3 +16,14 @@ def follow_status_change(sender, lead_id, old_code, new_code, reason="", **kwarg
     lead = Lead.objects.select_related("responsible").get(pk=lead_id)
     if lead.status.code == new_code:
         services.enroll_for_status(lead, new_code)
+
+
+@receiver(tracking, dispatch_uid="nurture.delivery_problem")
+def follow_delivery_event(sender, event, esp_name, **kwargs):
+    services.handle_delivery_event(
+        event.event_type,
+        provider_message_id=event.message_id or "",
+        recipient=event.recipient or "",
+        metadata=event.metadata or {},
+        esp=esp_name,
+    )

@@ -1,0 +1,218 @@
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from crm import services as crm_services
+from crm.models import Notification
+from nurture import sending, services
+from nurture.models import Enrollment, MailboxLimit, OutboundMessage
+
+MSK = ZoneInfo("Europe/Moscow")
+FIRST_SEND = datetime(2025, 11, 26, 10, 0, tzinfo=MSK)  # for a lead enrolled Thu 20 Nov 19:30
+State = OutboundMessage.State
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(datetime(2025, 11, 20, 19, 30, tzinfo=MSK), tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def dispatch(django_capture_on_commit_callbacks):
+    """Dispatch what is due and return the created messages without sending them yet."""
+
+    def run():
+        with django_capture_on_commit_callbacks(execute=False):
+            ids = services.dispatch_due()
+        return list(OutboundMessage.objects.filter(pk__in=ids).order_by("pk"))
+
+    return run
+
+
+@pytest.fixture
+def first_message(clock, nurtured_lead, dispatch):
+    clock.move_to(FIRST_SEND)
+    [message] = dispatch()
+    return message
+
+
+def reload(obj):
+    obj.refresh_from_db()
+    return obj
+
+
+def test_sending_twice_sends_once(first_message, smtp_server):
+    assert sending.send_message(first_message.pk) == "sent"
+    assert sending.send_message(first_message.pk) == "already sent"
+
+    assert len(smtp_server.handler.wait_for(1)) == 1
+    assert reload(first_message).state == State.SENT
+
+
+def test_a_temporary_smtp_error_is_retried_later_with_backoff(first_message, smtp_server, clock):
+    smtp_server.handler.reply_to_data = ["451 4.3.0 Try again later"]
+
+    assert sending.send_message(first_message.pk) == "retry"
+    message = reload(first_message)
+    assert message.state == State.RETRY
+    assert message.retry_at == FIRST_SEND + timedelta(minutes=1)
+    assert "451" in message.error
+
+    assert services.requeue_due_retries() == []  # not yet due
+    clock.move_to(FIRST_SEND + timedelta(minutes=1))
+    assert sending.send_message(first_message.pk) == "sent"
+    assert reload(first_message).attempts == 2
+    assert len(smtp_server.handler.wait_for(1)) == 1
+
+
+def test_retries_give_up_after_the_last_attempt_and_tell_the_manager(
+    first_message, smtp_server, clock, settings, alice
+):
+    settings.NURTURE_MAX_SEND_ATTEMPTS = 2
+    smtp_server.handler.reply_to_data = ["421 4.7.0 Busy"] * 2
+
+    assert sending.send_message(first_message.pk) == "retry"
+    clock.move_to(FIRST_SEND + timedelta(minutes=1))
+    assert sending.send_message(first_message.pk) == "failed"
+
+    assert reload(first_message).state == State.FAILED
+    assert "could not be sent" in Notification.objects.filter(user=alice).latest("id").message
+    assert smtp_server.received == []
+
+
+def test_a_permanent_error_fails_the_message_and_tells_the_manager(
+    first_message, smtp_server, alice
+):
+    smtp_server.handler.reply_to_data = ["554 5.7.1 Message rejected as spam"]
+
+    assert sending.send_message(first_message.pk) == "failed"
+
+    message = reload(first_message)
+    assert message.state == State.FAILED
+    assert "554" in message.error
+    assert message.enrollment.state == Enrollment.State.ACTIVE  # the next step still comes
+    assert "could not be sent" in Notification.objects.get(user=alice).message
+
+
+def test_a_refused_recipient_halts_nurturing_as_a_bounce(first_message, smtp_server):
+    smtp_server.handler.refuse_recipients = {"ivan@client.example"}
+
+    assert sending.send_message(first_message.pk) == "failed"
+
+    enrollment = reload(first_message.enrollment)
+    assert enrollment.state == Enrollment.State.HALTED
+    assert enrollment.halt_reason == Enrollment.HaltReason.BOUNCE
+
+
+def test_a_message_for_a_lead_that_left_nurturing_is_not_sent(
+    first_message, smtp_server, alice, nurtured_lead
+):
+    crm_services.change_status(nurtured_lead, "in_progress", by=alice)  # signal not run yet
+
+    assert sending.send_message(first_message.pk) == "cancelled"
+    assert reload(first_message).state == State.CANCELLED
+    assert smtp_server.received == []
+
+
+def test_a_lead_marked_do_not_email_gets_nothing(first_message, smtp_server, nurtured_lead):
+    nurtured_lead.do_not_email = True
+    nurtured_lead.save()
+
+    assert sending.send_message(first_message.pk) == "cancelled"
+    assert smtp_server.received == []
+
+
+def test_an_expired_lease_is_marked_unknown_and_never_resent(
+    first_message, smtp_server, clock, settings, alice
+):
+    assert sending._claim(first_message.pk) == "claimed"  # the worker dies right after this
+    clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
+
+    assert services.reconcile_expired_leases() == 1
+    assert sending.send_message(first_message.pk) == "already unknown"
+
+    assert reload(first_message).state == State.UNKNOWN
+    assert smtp_server.received == []
+    assert "may or may not have been sent" in Notification.objects.get(user=alice).message
+
+
+def test_hostile_lead_data_is_escaped_in_html_and_cannot_add_headers(
+    clock, make_lead, alice, smtp_server, django_capture_on_commit_callbacks, dispatch
+):
+    lead = make_lead(
+        alice,
+        first_name="<b>Eve</b>",
+        title='x"><script>alert(1)</script>\r\nBcc: victim@example.com',
+        email="eve@client.example",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        crm_services.change_status(lead, "nurturing", by=alice)
+    clock.move_to(FIRST_SEND)
+    [message] = dispatch()
+
+    sending.send_message(message.pk)
+
+    [email] = smtp_server.handler.wait_for(1)
+    assert email.rcpt_tos == ["eve@client.example"]
+    assert email["Bcc"] is None
+    assert "\n" not in email["Subject"]
+    assert "<script>" not in email.html
+    assert "&lt;script&gt;" in email.html
+    assert "&lt;b&gt;Eve&lt;/b&gt;" in email.html
+
+
+def test_a_lead_in_english_gets_the_english_texts(
+    clock, make_lead, alice, smtp_server, django_capture_on_commit_callbacks, dispatch
+):
+    lead = make_lead(alice, first_name="John", title="Portal", language="en")
+    with django_capture_on_commit_callbacks(execute=True):
+        crm_services.change_status(lead, "nurturing", by=alice)
+    clock.move_to(FIRST_SEND)
+    [message] = dispatch()
+
+    sending.send_message(message.pk)
+
+    [email] = smtp_server.handler.wait_for(1)
+    assert email["Subject"] == "Project “Portal”"
+    assert "Hello John," in email.text
+    assert "Has a decision been made on project “Portal”?" in email.text
+
+
+@pytest.fixture
+def many_nurtured_leads(clock, make_lead, alice, django_capture_on_commit_callbacks):
+    leads = [make_lead(alice, email=f"lead{n}@client.example") for n in range(12)]
+    with django_capture_on_commit_callbacks(execute=True):
+        for lead in leads:
+            crm_services.change_status(lead, "nurturing", by=alice)
+    return leads
+
+
+def test_sends_over_the_per_minute_cap_move_to_the_next_minute(
+    many_nurtured_leads, clock, dispatch
+):
+    clock.move_to(FIRST_SEND)
+
+    first_minute = dispatch()
+    held_back = Enrollment.objects.filter(sent_count=0)
+
+    assert len(first_minute) == 10
+    assert {e.next_send_at for e in held_back} == {FIRST_SEND + timedelta(minutes=1)}
+    clock.move_to(FIRST_SEND + timedelta(minutes=1))
+    assert len(dispatch()) == 2
+
+
+def test_sends_over_the_daily_cap_move_to_the_next_working_day(
+    many_nurtured_leads, clock, dispatch, alice
+):
+    MailboxLimit.objects.create(user=alice, per_minute=100, per_day=5)
+    clock.move_to(FIRST_SEND)
+
+    assert len(dispatch()) == 5
+
+    next_day = datetime(2025, 11, 27, 10, 0, tzinfo=MSK)
+    assert {e.next_send_at for e in Enrollment.objects.filter(sent_count=0)} == {next_day}
+    clock.move_to(next_day)
+    assert len(dispatch()) == 5
