@@ -1,5 +1,6 @@
 """Settings for the CRM. Everything comes from the environment; defaults are safe for local use."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -141,7 +142,12 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "crm@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Anymail's webhooks (tracking and inbound) are protected by HTTP basic auth "user:password";
 # several comma-separated values are accepted during a rotation.
-ANYMAIL = {}
+# Every other ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g. ANYMAIL_MAILGUN_API_KEY.
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_") and name != "ANYMAIL_WEBHOOK_SECRET"
+}
 if env_str("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = env_list("ANYMAIL_WEBHOOK_SECRET")
 
