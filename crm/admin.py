@@ -50,6 +50,7 @@ class LeadAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "responsible"]
     list_select_related = ["status", "responsible"]
+    ordering = ["-created_at", "-id"]
     search_fields = ["title"]  # the real matching is in get_search_results
     search_help_text = _("Name, email, phone in any format, title or company.")
     readonly_fields = ["phone", "status_changed_at", "created_at", "updated_at"]

@@ -10,7 +10,7 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils.translation import override
 
-from crm.services import profile_for
+from crm.models import Profile
 from nurture.models import MessageTemplate, Sequence
 
 UNSUBSCRIBE_SALT = "nurture.unsubscribe"
@@ -65,7 +65,7 @@ def unsubscribe_url(message_id: int) -> str:
 
 def template_context(lead, manager, *, unsubscribe: str) -> dict:
     """The fixed set of values a template may use; plain strings, never model instances."""
-    profile = profile_for(manager) if manager else None
+    profile = Profile.objects.filter(user=manager).first() if manager else None
     return {
         "lead": {
             "first_name": lead.first_name,
@@ -92,11 +92,13 @@ def render(template: MessageTemplate, context: dict, language: str) -> RenderedE
         body_html = (
             Template(template.body_html).render(Context(context)) if template.body_html else ""
         )
-    return RenderedEmail(one_line(subject), body_text, body_html)
+    # Rendered with autoescape off, the text is not HTML-safe: return plain str, not SafeString.
+    return RenderedEmail(one_line(subject), f"{body_text}", f"{body_html}")
 
 
 def sender_address(manager) -> str:
-    name = one_line(profile_for(manager).name) if manager else ""
+    profile = Profile.objects.filter(user=manager).first() if manager else None
+    name = one_line(profile.name if profile else manager.get_full_name()) if manager else ""
     address = (manager.email if manager else "") or settings.DEFAULT_FROM_EMAIL
     return formataddr((name, address))
 

@@ -1,0 +1,136 @@
+"""Reads for nurturing: what a sequence will send and when, and who may see which rows."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import QuerySet, prefetch_related_objects
+from django.template import TemplateSyntaxError
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from crm.selectors import can_see_all_leads
+from nurture import rendering, schedule
+from nurture.calendar import WorkingCalendar
+from nurture.models import Enrollment, MessageTemplate, OutboundMessage, Sequence
+
+PLANNED = "planned"
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """One email of an enrollment: dispatched already (its message's state) or still planned."""
+
+    number: int
+    at: datetime
+    state: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def state_label(self) -> str:
+        if self.state in OutboundMessage.State.values:
+            return OutboundMessage.State(self.state).label
+        return gettext("planned")
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One template of a sequence rendered for a lead, and which of the emails use it."""
+
+    numbers: list[int]
+    template: MessageTemplate
+    email: rendering.RenderedEmail | None
+    error: str = ""
+
+
+def enrollments_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Supervisors see every enrollment; managers only those of the leads they are responsible
+    for."""
+    queryset = Enrollment.objects.all() if queryset is None else queryset
+    if can_see_all_leads(user):
+        return queryset
+    return queryset.filter(lead__responsible=user)
+
+
+def messages_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Supervisors see the whole outbox; managers only the messages to their own leads."""
+    queryset = OutboundMessage.objects.all() if queryset is None else queryset
+    if can_see_all_leads(user):
+        return queryset
+    return queryset.filter(enrollment__lead__responsible=user)
+
+
+def planned_sends(
+    enrollment: Enrollment, *, calendar: WorkingCalendar | None = None
+) -> list[PlannedSend]:
+    """Every email of `enrollment`: the dispatched ones as their messages stand, then, while it
+    is active, the dates of the rest, each with the reasons it moved.
+
+    A few queries whatever the number of steps: the messages (none if prefetched), the company
+    calendar, and the lead and sequence unless already loaded.
+    """
+    messages = sorted(enrollment.messages.all(), key=lambda message: message.number)
+    sends = [
+        PlannedSend(message.number, message.sent_at or message.scheduled_for, message.state)
+        for message in messages
+    ]
+    if enrollment.state != Enrollment.State.ACTIVE or enrollment.next_send_at is None:
+        return sends
+    sequence, lead = enrollment.sequence, enrollment.lead
+    number = enrollment.sent_count + 1
+    if number > sequence.max_messages:
+        return sends
+    calendar = calendar or schedule.company_calendar()
+    # The next send was planned from the previous dispatch (or the enrollment): plan it again
+    # from there only to learn why it landed where it did.
+    previous = messages[-1].scheduled_for if messages else enrollment.enrolled_at
+    _, shifts = schedule.first_send(sequence, lead, previous, calendar)
+    return sends + _chain(sequence, lead, number, enrollment.next_send_at, shifts, calendar)
+
+
+def sends_if_enrolled(
+    sequence: Sequence,
+    lead,
+    *,
+    now: datetime | None = None,
+    calendar: WorkingCalendar | None = None,
+) -> list[PlannedSend]:
+    """When each email of `sequence` would go to `lead` if the lead were enrolled at `now`."""
+    now = now or timezone.now()
+    calendar = calendar or schedule.company_calendar()
+    first, shifts = schedule.first_send(sequence, lead, now, calendar)
+    return _chain(sequence, lead, 1, first, shifts, calendar)
+
+
+def _chain(sequence, lead, number, at, shifts, calendar) -> list[PlannedSend]:
+    """Planned send `number` at `at` (moved by `shifts`) and all after it, each planned from the
+    one before as the dispatcher will, when each goes on time."""
+    sends = [PlannedSend(number, at, PLANNED, [str(shift) for shift in shifts])]
+    for following in range(number + 1, sequence.max_messages + 1):
+        at, shifts = schedule.next_send(sequence, lead, at, at, calendar)
+        sends.append(PlannedSend(following, at, PLANNED, [str(shift) for shift in shifts]))
+    return sends
+
+
+def previews(sequence: Sequence, lead) -> list[Preview]:
+    """Each template of `sequence` as `lead` would get it, in the lead's language, from the
+    lead's manager; a template that does not render says why instead."""
+    prefetch_related_objects([sequence], "templates")
+    language = rendering.lead_language(lead)
+    positions = len({template.position for template in sequence.templates.all()})
+    context = rendering.template_context(
+        lead,
+        lead.responsible,
+        unsubscribe=settings.SITE_URL + reverse("nurture:unsubscribe", args=["preview"]),
+    )
+    result = []
+    for index in range(min(positions, sequence.max_messages)):
+        template = rendering.template_for(sequence, index + 1, language)
+        numbers = list(range(index + 1, sequence.max_messages + 1, positions))
+        try:
+            email, error = rendering.render(template, context, language), ""
+        except TemplateSyntaxError as exc:
+            email, error = None, str(exc)
+        result.append(Preview(numbers, template, email, error))
+    return result
