@@ -167,10 +167,15 @@ def halt_reason_for_status_change(reason: str) -> str:
     return reason if reason in HaltReason.values else HaltReason.STATUS_CHANGE
 
 
-def restart(enrollment: Enrollment) -> Enrollment | None:
-    """A fresh enrollment in the same sequence, from its first message."""
-    halt(Enrollment.objects.filter(pk=enrollment.pk), HaltReason.MANUAL)
-    return enroll(enrollment.lead, enrollment.sequence)
+@transaction.atomic
+def restart(enrollment: Enrollment, *, now: datetime | None = None) -> Enrollment | None:
+    """A fresh enrollment in the same sequence, from its first message; None (and nothing
+    changed) when the lead is no longer in the status that enrolls it."""
+    lead = Lead.objects.select_for_update().get(pk=enrollment.lead_id)
+    if lead.status_id != enrollment.sequence.enrolling_status_id:
+        return None
+    halt(Enrollment.objects.filter(pk=enrollment.pk), HaltReason.MANUAL, now=now)
+    return enroll(lead, enrollment.sequence, now=now)
 
 
 # --- Dispatching ---------------------------------------------------------------------------
