@@ -339,7 +339,7 @@ def test_the_lead_page_names_the_holidays_in_russian_for_a_russian_reader(
         headers={"accept-language": "ru"},
     ).content.decode()
 
-    assert "Новогодние каникулы (2026-01-01)" in html
+    assert "перенесено из-за праздника «Новогодние каникулы» (2026-01-01)" in html
 
 
 @pytest.mark.parametrize("sends_enrollments_form", [True, False], ids=["browser", "script"])
