@@ -1,0 +1,40 @@
+"""What each manager is doing on the phone."""
+
+from django.utils import timezone
+
+from telephony.models import AgentState, Call
+
+STATE_FOR_CALL = {
+    Call.State.RINGING: AgentState.State.RINGING,
+    Call.State.ANSWERED: AgentState.State.BUSY,
+    Call.State.ON_HOLD: AgentState.State.ON_HOLD,
+    Call.State.TRANSFERRED: AgentState.State.AVAILABLE,
+    Call.State.ENDED: AgentState.State.AVAILABLE,
+    Call.State.MISSED: AgentState.State.AVAILABLE,
+}
+
+
+def state_of(user) -> AgentState:
+    state, _ = AgentState.objects.get_or_create(user=user)
+    return state
+
+
+def follow_call(user, call: Call, event_type: str) -> AgentState:
+    """Calls move a manager between available, ringing, busy and on hold; a manager who set
+    themselves away stays away."""
+    state = state_of(user)
+    wanted = AgentState.State.AWAY if state.away else STATE_FOR_CALL[call.state]
+    if state.state != wanted:
+        state.state, state.changed_at = wanted, timezone.now()
+        state.save(update_fields=["state", "changed_at"])
+    return state
+
+
+def set_away(user, away: bool) -> AgentState:
+    """The manager's own switch: away (do not disturb) or back."""
+    state = state_of(user)
+    state.away = away
+    state.state = AgentState.State.AWAY if away else AgentState.State.AVAILABLE
+    state.changed_at = timezone.now()
+    state.save()
+    return state

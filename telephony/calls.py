@@ -1,0 +1,213 @@
+"""Folding PBX call events, in whatever order they arrive, into one Call per PBX call id."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext, gettext_noop, override
+
+from crm import services as crm_services
+from crm.models import Activity, Lead, Profile
+from crm.phones import to_e164
+from telephony import agents
+from telephony.models import Call, CallEvent, InboundContact
+from telephony.services import record_inbound_contact
+
+EVENT_TYPES = {
+    "call.ringing",
+    "call.answered",
+    "call.held",
+    "call.resumed",
+    "call.transferred",
+    "call.ended",
+    "call.recording_ready",
+}
+# The state a call is in after each kind of event, until it ends.
+STATE_AFTER = {
+    "call.ringing": Call.State.RINGING,
+    "call.answered": Call.State.ANSWERED,
+    "call.resumed": Call.State.ANSWERED,
+    "call.held": Call.State.ON_HOLD,
+    "call.transferred": Call.State.TRANSFERRED,
+}
+
+
+@dataclass(frozen=True)
+class CallEventData:
+    """One event about one call, whatever PBX or connector it came from."""
+
+    event_id: str
+    type: str
+    call_id: str
+    occurred_at: datetime
+    direction: str = ""
+    from_number: str = ""
+    to_number: str = ""
+    extension: str = ""
+    line: str = ""
+    duration: int | None = None
+    recording_url: str = ""
+    transfer_to: str = ""
+    hangup_cause: str = ""
+    raw: dict = field(default_factory=dict)
+
+
+def apply_event(source: str, event: CallEventData) -> Call | None:
+    """Store `event` and fold it into its call; None when this event was already applied."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                stored = CallEvent.objects.create(
+                    source=source,
+                    event_id=event.event_id,
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    payload=event.raw,
+                )
+        except IntegrityError:
+            return None
+        call = _locked_call(source, event)
+        _fold(call, event)
+        call.save()
+        stored.call = call
+        stored.save(update_fields=["call"])
+        _follow_up(call, event)
+    return call
+
+
+def _locked_call(source: str, event: CallEventData) -> Call:
+    calls = Call.objects.select_for_update()
+    call = calls.filter(source=source, call_id=event.call_id).first()
+    if call is not None:
+        return call
+    try:
+        with transaction.atomic():
+            return Call.objects.create(
+                source=source,
+                call_id=event.call_id,
+                direction=event.direction or Call.Direction.INBOUND,
+                state=Call.State.RINGING,
+                started_at=event.occurred_at,
+                last_event_at=event.occurred_at,
+            )
+    except IntegrityError:  # another event of the same call created it a moment ago
+        return calls.get(source=source, call_id=event.call_id)
+
+
+def _fold(call: Call, event: CallEventData) -> None:
+    at = event.occurred_at
+    call.started_at = min(call.started_at, at)
+    if event.direction:
+        call.direction = event.direction
+    if event.from_number and not call.from_raw:
+        call.from_raw, call.from_e164 = event.from_number, to_e164(event.from_number) or ""
+    if event.to_number and not call.to_raw:
+        call.to_raw, call.to_e164 = event.to_number, to_e164(event.to_number) or ""
+    if event.line and not call.line:
+        call.line = event.line
+    if event.extension and (event.type == "call.answered" or not call.extension):
+        call.extension = event.extension
+        call.agent = agent_for_extension(event.extension) or call.agent
+    if event.type == "call.answered":
+        call.answered_at = min(call.answered_at or at, at)
+    if event.type == "call.transferred" and event.transfer_to:
+        call.transferred_to = event.transfer_to
+    if event.type == "call.recording_ready" and event.recording_url:
+        call.recording_url = event.recording_url
+    if event.type == "call.ended":
+        call.ended_at = at
+        call.hangup_cause = event.hangup_cause or call.hangup_cause
+        if event.duration is not None:
+            call.duration, call.duration_from_pbx = event.duration, True
+    if event.type in STATE_AFTER and at >= call.last_event_at and not call.ended_at:
+        call.state = STATE_AFTER[event.type]
+    call.last_event_at = max(call.last_event_at, at)
+    if call.ended_at:
+        # Ended calls are final, whatever arrives late; only the facts get filled in.
+        call.state = Call.State.ENDED if call.answered_at else Call.State.MISSED
+        if not call.duration_from_pbx:
+            call.duration = int((call.ended_at - call.started_at).total_seconds())
+        if call.answered_at:
+            call.talk_time = max(0, int((call.ended_at - call.answered_at).total_seconds()))
+    if call.lead_id is None and call.direction != Call.Direction.INTERNAL:
+        _match_lead(call)
+
+
+def agent_for_extension(extension: str):
+    profile = Profile.objects.select_related("user").filter(extension=extension).first()
+    return profile.user if profile else None
+
+
+def _match_lead(call: Call) -> None:
+    number = call.lead_number
+    if not number:
+        return
+    leads = list(Lead.objects.filter(phone=number).order_by("-updated_at")[:10])
+    if len(leads) == 1:
+        call.lead = leads[0]
+    elif leads and call.pk:
+        call.candidate_leads.set(leads)
+
+
+def _follow_up(call: Call, event: CallEventData) -> None:
+    """What a call means for the lead, the timeline and the manager; each happens once."""
+    if call.lead_id:
+        _record_on_timeline(call)
+    if call.agent_id:
+        agents.follow_call(call.agent, call, event.type)
+    if call.state == Call.State.MISSED and not call.missed_call_notified:
+        _notify_missed(call)
+
+
+def _record_on_timeline(call: Call) -> None:
+    lead = call.lead
+    payload = {
+        "call": call.pk,
+        "direction": call.direction,
+        "state": call.state,
+        "number": call.lead_number,
+        "talk_time": call.talk_time,
+    }
+    if call.activity_id:
+        Activity.objects.filter(pk=call.activity_id).update(payload=payload)
+        return
+    if call.direction == Call.Direction.INBOUND:
+        activity = record_inbound_contact(
+            lead,
+            InboundContact.Channel.CALL,
+            f"{call.source}:{call.call_id}",
+            at=call.started_at,
+            summary=gettext_noop("Incoming call"),
+            payload=payload,
+        )
+    else:
+        activity = crm_services.record_activity(
+            lead,
+            Activity.Kind.CALL,
+            gettext_noop("Outgoing call"),
+            actor=call.agent,
+            payload=payload,
+            at=call.started_at,
+        )
+    if activity is not None:
+        call.activity = activity
+        call.save(update_fields=["activity"])
+
+
+def _notify_missed(call: Call) -> None:
+    if call.direction != Call.Direction.INBOUND:
+        return
+    lead = call.lead
+    who = (lead.responsible if lead else None) or call.agent
+    if who is None:
+        return
+    with override(settings.LANGUAGE_CODE):
+        crm_services.notify(
+            who,
+            gettext("Missed call from %(caller)s: call back.")
+            % {"caller": (lead.full_name if lead else "") or call.from_raw},
+            lead=lead,
+        )
+    call.missed_call_notified = True
+    call.save(update_fields=["missed_call_notified"])
