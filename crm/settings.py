@@ -175,3 +175,25 @@ NURTURE_SEND_LEASE_SECONDS = env_int("NURTURE_SEND_LEASE_SECONDS", 600)
 NURTURE_MAX_SEND_ATTEMPTS = env_int("NURTURE_MAX_SEND_ATTEMPTS", 5)
 # The domain in our Message-IDs; replies quote it in In-Reply-To.
 NURTURE_MESSAGE_ID_DOMAIN = env_str("NURTURE_MESSAGE_ID_DOMAIN", "crm.localhost")
+
+# Telephony: the generic webhook's shared secrets (comma-separated: two during a rotation).
+TELEPHONY_WEBHOOK_SECRETS = env_list("TELEPHONY_WEBHOOK_SECRETS")
+TELEPHONY_WEBHOOK_MAX_AGE = env_int("TELEPHONY_WEBHOOK_MAX_AGE", 300)  # seconds
+# Asterisk Manager Interface, for `manage.py ami_listen`, click-to-call and call control.
+TELEPHONY_AMI_HOST = env_str("TELEPHONY_AMI_HOST")
+TELEPHONY_AMI_PORT = env_int("TELEPHONY_AMI_PORT", 5038)
+TELEPHONY_AMI_USERNAME = env_str("TELEPHONY_AMI_USERNAME")
+TELEPHONY_AMI_SECRET = env_str("TELEPHONY_AMI_SECRET")
+TELEPHONY_AMI_CONTEXT = env_str("TELEPHONY_AMI_CONTEXT", "from-internal")
+TELEPHONY_AMI_CHANNEL_TECH = env_str("TELEPHONY_AMI_CHANNEL_TECH", "PJSIP")
+# Cloud PBXs without AMI: click-to-call POSTs JSON {"extension", "number", "lead_id"} here.
+TELEPHONY_CLICK_TO_CALL_URL = env_str("TELEPHONY_CLICK_TO_CALL_URL")
+TELEPHONY_CLICK_TO_CALL_TOKEN = env_str("TELEPHONY_CLICK_TO_CALL_TOKEN")
+
+# Incoming mail by IMAP polling (`manage.py fetch_mail`).
+MAIL_IMAP_HOST = env_str("MAIL_IMAP_HOST")
+MAIL_IMAP_PORT = env_int("MAIL_IMAP_PORT", 993)
+MAIL_IMAP_SSL = env_bool("MAIL_IMAP_SSL", True)
+MAIL_IMAP_USER = env_str("MAIL_IMAP_USER")
+MAIL_IMAP_PASSWORD = env_str("MAIL_IMAP_PASSWORD")
+MAIL_IMAP_FOLDER = env_str("MAIL_IMAP_FOLDER", "INBOX")

@@ -7,5 +7,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("nurture/", include("nurture.urls")),
+    path("telephony/", include("telephony.urls")),
     path("anymail/", include("anymail.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Telephony in the admin: one module per feature."""
+
+from telephony.admin import agents, calls, leads, mail  # noqa: F401

@@ -1,0 +1,1 @@
+"""Admin for telephony (filled in by its feature)."""
