@@ -102,10 +102,10 @@ LOGIN_URL = "admin:login"
 # Phone numbers typed without a country code are read in this region.
 PHONE_DEFAULT_REGION = env_str("PHONE_DEFAULT_REGION", "RU")
 
-# Celery: the default broker is kombu's filesystem transport, which needs no server.
+# Celery: the default broker is a folder under var/ (crm/broker.py), which needs no server.
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "crmfs://")
+if CELERY_BROKER_URL.startswith(("crmfs://", "filesystem://")):
     BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR),

@@ -3,6 +3,7 @@
 import logging
 import smtplib
 import socket
+import threading
 import time as clock
 from datetime import timedelta
 from email.utils import make_msgid
@@ -64,8 +65,9 @@ def classify(error: Exception) -> Exception:
     return error
 
 
-class ConnectionCache:
-    """One email-backend connection per worker process, reused across sends."""
+class ConnectionCache(threading.local):
+    """One email-backend connection per worker process (per thread, for a threads pool),
+    reused across sends."""
 
     idle_check_after = 30  # seconds; an SMTP server may drop an idle connection
 
@@ -179,16 +181,24 @@ def _claim(message_id: int) -> str:
 def _deliver(message_id: int) -> str:
     # Lock order everywhere: lead, then enrollment, then message. A status change or a halt
     # waits here until this send is recorded, or has already won and this send does not go out.
-    message = OutboundMessage.objects.select_related("enrollment__sequence", "sender").get(
-        pk=message_id
+    # The sender and the responsible manager come with the locked rows (not locked themselves):
+    # each is a query less per send.
+    enrollment_id, lead_id = OutboundMessage.objects.values_list(
+        "enrollment_id", "enrollment__lead_id"
+    ).get(pk=message_id)
+    lead = (
+        Lead.objects.select_for_update(of=("self",)).select_related("responsible").get(pk=lead_id)
     )
-    lead = Lead.objects.select_for_update().get(pk=message.enrollment.lead_id)
     enrollment = (
         Enrollment.objects.select_for_update(of=("self",))
         .select_related("sequence")
-        .get(pk=message.enrollment_id)
+        .get(pk=enrollment_id)
     )
-    message = OutboundMessage.objects.select_for_update(of=("self",)).get(pk=message_id)
+    message = (
+        OutboundMessage.objects.select_for_update(of=("self",))
+        .select_related("sender")
+        .get(pk=message_id)
+    )
     message.enrollment = enrollment
     if message.state != State.SENDING:
         return f"already {message.state}"

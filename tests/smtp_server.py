@@ -76,8 +76,8 @@ def free_port() -> int:
 
 
 class SMTPServer:
-    def __init__(self):
-        self.handler = RecordingHandler()
+    def __init__(self, handler: RecordingHandler | None = None):
+        self.handler = handler or RecordingHandler()
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

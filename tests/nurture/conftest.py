@@ -2,13 +2,19 @@ import pytest
 
 from nurture import sending
 from nurture.models import Sequence
-from tests.smtp_server import SMTPServer
+from tests.smtp_server import RecordingHandler, SMTPServer
 
 
 @pytest.fixture
-def smtp_server(settings):
+def smtp_handler():
+    """What the SMTP server does with mail; a test module may override it."""
+    return RecordingHandler()
+
+
+@pytest.fixture
+def smtp_server(settings, smtp_handler):
     """A real SMTP server on loopback; Django's SMTP backend is pointed at it."""
-    with SMTPServer() as server:
+    with SMTPServer(smtp_handler) as server:
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST = "127.0.0.1"
         settings.EMAIL_PORT = server.port
