@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
+from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -17,20 +19,41 @@ class LeadStatusAdmin(admin.ModelAdmin):
     ordering = ["order"]
 
 
-class ActivityInline(admin.TabularInline):
-    model = Activity
-    fields = ["created_at", "kind", "description", "actor"]
-    readonly_fields = fields
+class ReadOnlyInlineFormSet(BaseInlineFormSet):
+    """A view-only inline: a POST of the lead's form without it (a script, a test) is a POST
+    with nothing to change here, not a broken form."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        if self.is_bound and self.add_prefix(TOTAL_FORM_COUNT) not in self.data:
+            self.data = self.data.copy()
+            self.data[self.add_prefix(TOTAL_FORM_COUNT)] = "0"
+            self.data[self.add_prefix(INITIAL_FORM_COUNT)] = "0"
+
+
+class ReadOnlyInline:
+    """Mixed into an inline that only shows rows: nothing added, changed or deleted there."""
+
+    formset = ReadOnlyInlineFormSet
     extra = 0
     can_delete = False
-    ordering = ["-created_at", "-id"]
-    verbose_name_plural = _("timeline")
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ActivityInline(ReadOnlyInline, admin.TabularInline):
+    model = Activity
+    fields = ["created_at", "kind", "description", "actor"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = _("timeline")
 
     @admin.display(description=_("what"))
     def description(self, activity):

@@ -3,8 +3,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
-from django.forms.models import BaseInlineFormSet
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -319,40 +317,16 @@ class MailboxLimitAdmin(admin.ModelAdmin):
 # --- Leads: their enrollments, from this side (crm must not import nurture) -----------------
 
 
-class ReadOnlyInlineFormSet(BaseInlineFormSet):
-    """A view-only inline: a POST of the lead's form without it (a script, a test) is a POST
-    with nothing to change here, not a broken form."""
-
-    def __init__(self, data=None, *args, **kwargs):
-        super().__init__(data, *args, **kwargs)
-        if self.is_bound and self.add_prefix(TOTAL_FORM_COUNT) not in self.data:
-            self.data = self.data.copy()
-            self.data[self.add_prefix(TOTAL_FORM_COUNT)] = "0"
-            self.data[self.add_prefix(INITIAL_FORM_COUNT)] = "0"
-
-
-class EnrollmentInline(admin.TabularInline):
+class EnrollmentInline(crm_admin.ReadOnlyInline, admin.TabularInline):
     model = Enrollment
-    formset = ReadOnlyInlineFormSet
     fields = ["sequence", "state", "step", "halt_reason", "enrolled_at", "planned_sends"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
     verbose_name_plural = _("nurturing")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("lead", "sequence")
         return queryset.prefetch_related("messages")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("step"))
     def step(self, enrollment):

@@ -1,5 +1,6 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from crm.group_permissions import create_all_permissions
 
 STATUSES = [
     # code, Russian, English, order, kind
@@ -31,11 +32,7 @@ def create_statuses_and_groups(apps, schema_editor):
             defaults={"name_ru": name_ru, "name_en": name_en, "order": order, "kind": kind},
         )
 
-    # Permissions are normally created after all migrations; the groups need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+    create_all_permissions(apps)
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

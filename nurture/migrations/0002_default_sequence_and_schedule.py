@@ -1,8 +1,9 @@
 """The default sequence (the article's six emails, three working days apart), the beat entry
 that dispatches them every minute, and what the two groups may do with nurturing."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from crm.group_permissions import grant_app_permissions
 
 SIGNATURE = """
 --
@@ -82,25 +83,17 @@ def create_default_sequence(apps, schema_editor):
         defaults={"task": "nurture.tasks.dispatch_due", "interval": every_minute},
     )
 
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    nurture_permissions = Permission.objects.filter(content_type__app_label="nurture")
-    Group.objects.get(name="Supervisors").permissions.add(*nurture_permissions)
-    Group.objects.get(name="Managers").permissions.add(
-        *nurture_permissions.filter(
-            codename__in=[
-                "view_sequence",
-                "view_messagetemplate",
-                "view_enrollment",
-                "change_enrollment",
-                "view_outboundmessage",
-                "view_calendarday",
-            ]
-        )
+    grant_app_permissions(
+        apps,
+        "nurture",
+        [
+            "view_sequence",
+            "view_messagetemplate",
+            "view_enrollment",
+            "change_enrollment",
+            "view_outboundmessage",
+            "view_calendarday",
+        ],
     )
 
 

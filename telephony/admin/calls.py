@@ -1,1 +1,334 @@
-"""Admin for telephony (filled in by its feature)."""
+"""Calls in the admin: the call log, its raw events, rejected webhook payloads, and the call
+report. Calls are written by the PBX; the one thing a person does here is choose the lead of a
+call whose number several leads share."""
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from crm.admin import ReadOnlyInline
+from crm.phones import to_e164
+from crm.selectors import can_see_all_leads, leads_visible_to
+from telephony import call_services, reports
+from telephony.models import Call, CallEvent, RejectedPayload
+
+MAX_REPORT_DAYS = 366
+
+
+def pretty_json(value) -> str:
+    return format_html(
+        '<pre style="white-space: pre-wrap">{}</pre>',
+        json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True),
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For audit: everything shown, nothing added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Calls ----------------------------------------------------------------------------------
+
+
+class LeadFilter(admin.SimpleListFilter):
+    title = _("lead")
+    parameter_name = "has_lead"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("yes", _("found")),
+            ("choose", _("to choose among several")),
+            ("no", _("none")),
+        ]
+
+    def queryset(self, request, queryset):
+        with_candidates = Call.candidate_leads.through.objects.values("call_id")
+        if self.value() == "yes":
+            return queryset.exclude(lead=None)
+        if self.value() == "choose":
+            return queryset.filter(lead=None, pk__in=with_candidates)
+        if self.value() == "no":
+            return queryset.filter(lead=None).exclude(pk__in=with_candidates)
+        return queryset
+
+
+class CallEventInline(ReadOnlyInline, admin.TabularInline):
+    model = CallEvent
+    fields = ["occurred_at", "type", "event_id", "received_at", "data"]
+    readonly_fields = fields
+    verbose_name_plural = _("events from the PBX")
+
+    @admin.display(description=_("payload"))
+    def data(self, event):
+        return pretty_json(event.payload)
+
+
+class ReportForm(forms.Form):
+    date_from = forms.DateField(
+        label=_("First day"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    date_to = forms.DateField(
+        label=_("Last day"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    manager = forms.ModelChoiceField(
+        queryset=None, required=False, label=_("Manager"), empty_label=_("all managers")
+    )
+
+    def __init__(self, data, *, user):
+        today = reports.company_today()
+        data = data.copy()
+        data.setdefault("date_from", (today.replace(day=1)).isoformat())
+        data.setdefault("date_to", today.isoformat())
+        super().__init__(data)
+        self.fields["manager"].queryset = reports.managers_for_report(user)
+        self.fields["manager"].label_from_instance = reports.manager_name
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end:
+            if start > end:
+                raise forms.ValidationError(_("The first day is after the last one."))
+            if (end - start).days >= MAX_REPORT_DAYS:
+                raise forms.ValidationError(
+                    _("Choose at most %(count)d days.") % {"count": MAX_REPORT_DAYS}
+                )
+        return cleaned
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "direction",
+        "from_raw",
+        "to_raw",
+        "lead",
+        "agent",
+        "state",
+        "duration",
+        "talk_time",
+    ]
+    list_filter = [
+        "direction",
+        "state",
+        ("agent", admin.RelatedOnlyFieldListFilter),
+        "source",
+        LeadFilter,
+    ]
+    list_select_related = ["lead", "agent"]
+    search_fields = ["from_raw", "to_raw", "from_e164", "to_e164", "call_id"]
+    search_help_text = _("A phone number in any format, or the PBX call id.")
+    date_hierarchy = "started_at"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "direction",
+                    "state",
+                    "from_raw",
+                    "to_raw",
+                    "line",
+                    "extension",
+                    "agent",
+                    "lead",
+                    "candidate_leads",
+                ]
+            },
+        ),
+        (
+            _("Times"),
+            {
+                "fields": [
+                    "started_at",
+                    "answered_at",
+                    "ended_at",
+                    "duration",
+                    "talk_time",
+                    "last_event_at",
+                ]
+            },
+        ),
+        (
+            _("Details"),
+            {
+                "fields": [
+                    "source",
+                    "call_id",
+                    "hangup_cause",
+                    "transferred_to",
+                    "recording",
+                    "activity",
+                ]
+            },
+        ),
+    ]
+    inlines = [CallEventInline]
+
+    def get_queryset(self, request):
+        return reports.calls_visible_to(request.user, super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        number = to_e164(search_term.strip()) if search_term.strip() else None
+        if number:
+            found |= queryset.filter(Q(from_e164=number) | Q(to_e164=number))
+        return found, duplicates
+
+    # A call is the PBX's record: never added or deleted by hand, and changed only to choose
+    # its lead among the possible ones.
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or self.lead_choices(request, obj).exists()
+
+    def lead_choices(self, request, call):
+        """The leads `call` may be settled on by this user: none once it has a lead."""
+        if call.lead_id is not None:
+            return call.candidate_leads.none()
+        return leads_visible_to(request.user, call.candidate_leads.all())
+
+    def get_readonly_fields(self, request, obj=None):
+        editable = ["lead"] if obj is not None and self.has_change_permission(request, obj) else []
+        fields = [name for _, options in self.fieldsets for name in options["fields"]]
+        return [name for name in fields if name not in editable]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if "lead" in form.base_fields:
+            field = form.base_fields["lead"]
+            field.queryset = self.lead_choices(request, obj)
+            field.required = True
+            field.help_text = _("Several leads have this number: choose whose call it was.")
+            for link in ("can_add_related", "can_change_related", "can_view_related"):
+                setattr(field.widget, link, False)
+        return form
+
+    def save_model(self, request, obj, form, change):
+        """Only the lead is ever chosen here, through the service."""
+        call_services.choose_lead(obj, form.cleaned_data["lead"])
+
+    @admin.display(description=_("recording"))
+    def recording(self, call):
+        if not call.recording_url.startswith(("https://", "http://")):
+            return call.recording_url or "-"
+        return format_html(
+            '<audio controls preload="none" src="{}"></audio> <a href="{}">{}</a>',
+            call.recording_url,
+            call.recording_url,
+            gettext("download"),
+        )
+
+    # --- The report -------------------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        report = path(
+            "report/",
+            self.admin_site.admin_view(self.report_view),
+            name="{}_{}_report".format(*info),
+        )
+        return [report, *super().get_urls()]
+
+    def report_view(self, request):
+        """Calls per manager and day, as a table or a CSV file."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ReportForm(request.GET, user=request.user)
+        rows = []
+        if form.is_valid():
+            rows = reports.call_report(
+                request.user,
+                form.cleaned_data["date_from"],
+                form.cleaned_data["date_to"],
+                form.cleaned_data["manager"],
+            )
+            if request.GET.get("format") == "csv":
+                return self.report_csv(rows, form.cleaned_data)
+        params = {name: value for name, value in request.GET.items() if name != "format"}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Call report"),
+            "opts": self.opts,
+            "form": form,
+            "rows": rows,
+            "total": reports.total(rows),
+            "columns": reports.columns(),
+            "csv_query": urlencode({**params, "format": "csv"}),
+        }
+        return TemplateResponse(request, "admin/telephony/call/report.html", context)
+
+    def report_csv(self, rows, cleaned) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        name = f"calls-{cleaned['date_from']:%Y%m%d}-{cleaned['date_to']:%Y%m%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        # With a byte-order mark, spreadsheets open the Cyrillic column titles as UTF-8.
+        response.write("\ufeff" + reports.as_csv(rows))
+        return response
+
+
+# --- Events and rejected payloads, for audit ------------------------------------------------
+
+
+@admin.register(CallEvent)
+class CallEventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "type", "source", "event_id", "call", "received_at"]
+    list_filter = ["type", "source"]
+    list_select_related = ["call"]
+    search_fields = ["event_id", "call__call_id"]
+    date_hierarchy = "occurred_at"
+    fields = ["source", "event_id", "type", "call", "occurred_at", "received_at", "data"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if can_see_all_leads(request.user):
+            return queryset
+        return queryset.filter(call__in=reports.calls_visible_to(request.user))
+
+    @admin.display(description=_("payload"))
+    def data(self, event):
+        return pretty_json(event.payload)
+
+
+@admin.register(RejectedPayload)
+class RejectedPayloadAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "source", "error"]
+    list_filter = ["source"]
+    search_fields = ["error"]
+    date_hierarchy = "received_at"
+    fields = ["source", "received_at", "error", "raw_body", "raw_headers"]
+    readonly_fields = fields
+
+    @admin.display(description=_("body"))
+    def raw_body(self, rejected):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', rejected.body)
+
+    @admin.display(description=_("headers"))
+    def raw_headers(self, rejected):
+        return pretty_json(rejected.headers)

@@ -1,0 +1,410 @@
+"""Click-to-call, hang-up, transfer and do-not-disturb, against a fake AMI server and a real
+HTTP server on loopback."""
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from crm.models import Activity
+from telephony import pbx
+from telephony.agents import state_of
+from telephony.models import Call
+from tests.telephony.fake_ami import FakeAMI
+
+JSON = {"HTTP_ACCEPT": "application/json"}
+
+
+@pytest.fixture
+def ami_server(settings):
+    settings.TELEPHONY_AMI_USERNAME = "crm"
+    settings.TELEPHONY_AMI_SECRET = "s3cret"
+    settings.TELEPHONY_AMI_CONTEXT = "from-internal"
+    settings.TELEPHONY_AMI_CHANNEL_TECH = "PJSIP"
+    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
+    with FakeAMI() as server:
+        settings.TELEPHONY_AMI_HOST = "127.0.0.1"
+        settings.TELEPHONY_AMI_PORT = server.port
+        yield server
+
+
+class Recorder(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append({"headers": dict(self.headers), "json": json.loads(body)})
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_pbx(settings):
+    """A cloud PBX's click-to-call endpoint on loopback that records what it got."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.requests, server.status = [], 200
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    settings.TELEPHONY_AMI_HOST = ""
+    settings.TELEPHONY_CLICK_TO_CALL_URL = f"http://127.0.0.1:{server.server_port}/calls"
+    settings.TELEPHONY_CLICK_TO_CALL_TOKEN = "cloud-token"
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def no_pbx(settings):
+    settings.TELEPHONY_AMI_HOST = ""
+    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
+
+
+def client_for(user, **options):
+    client = Client(**options)
+    client.force_login(user)
+    return client
+
+
+def dial(client, lead, **extra):
+    return client.post(reverse("telephony:click_to_call", args=[lead.pk]), **extra)
+
+
+@pytest.fixture
+def live_call(alice, calling_lead):
+    """Alice on the phone with her lead, placed from the CRM."""
+    return pbx.log_outbound_call(alice, calling_lead, "201", "+79161234567")
+
+
+@pytest.fixture
+def channels_of(ami_server):
+    def put(call, extension="201"):
+        ami_server.channels = [
+            {"Channel": "PJSIP/202-00000001", "Uniqueid": "9.1", "Linkedid": "9.1"},
+            {"Channel": f"PJSIP/{extension}-00000020", "Uniqueid": call.call_id},
+            {"Channel": "PJSIP/sipnet-00000021", "Uniqueid": "9.21"},
+        ]
+        for channel in ami_server.channels[1:]:
+            channel["Linkedid"] = call.call_id
+
+    return put
+
+
+# --- click-to-call over AMI ---------------------------------------------------------------
+
+
+def test_click_to_call_rings_the_manager_then_the_lead_and_logs_an_outbound_call(
+    ami_server, alice, calling_lead
+):
+    response = dial(client_for(alice), calling_lead, follow=True)
+
+    (originate,) = ami_server.actions_named("Originate")
+    call = Call.objects.get()
+    assert originate["Channel"] == "PJSIP/201"
+    assert (originate["Context"], originate["Exten"]) == ("from-internal", "+79161234567")
+    assert (originate["Priority"], originate["Async"]) == ("1", "true")
+    assert originate["CallerID"] == '"Ivan Petrov" <+79161234567>'
+    assert f"CRM_LEAD_ID={calling_lead.pk}" in originate["Variable"]
+    assert originate["ChannelId"] == call.call_id
+    assert (call.source, call.direction, call.state) == ("crm", "out", Call.State.RINGING)
+    assert (call.agent, call.lead, call.extension) == (alice, calling_lead, "201")
+    assert calling_lead.activities.get(kind=Activity.Kind.CALL).summary == "Outgoing call"
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:crm_lead_change", args=[calling_lead.pk]
+    )
+    assert "Calling +79161234567" in response.content.decode()
+    calling_lead.refresh_from_db()
+    assert calling_lead.status.code == "nurturing"
+
+
+def test_click_to_call_answers_json_to_a_script(ami_server, alice, calling_lead):
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 200
+    call = Call.objects.get()
+    assert response.json() == {
+        "ok": True,
+        "message": "Calling +79161234567: pick up your phone when it rings.",
+        "call": {
+            "id": call.pk,
+            "call_id": call.call_id,
+            "direction": "out",
+            "state": "ringing",
+            "lead": calling_lead.pk,
+            "extension": "201",
+            "number": "+79161234567",
+        },
+    }
+
+
+def test_a_call_the_pbx_refuses_is_ended_with_the_reason(ami_server, alice, calling_lead):
+    ami_server.errors["Originate"] = "Extension does not exist."
+
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 502
+    assert response.json()["error"] == "The PBX refused: Extension does not exist."
+    call = Call.objects.get()
+    assert call.state == Call.State.MISSED
+    assert call.hangup_cause == "The PBX refused: Extension does not exist."
+    assert state_of(alice).state == "available"
+
+
+def test_an_unreachable_pbx_is_reported_at_once(settings, alice, calling_lead):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.TELEPHONY_AMI_HOST, settings.TELEPHONY_AMI_PORT = "127.0.0.1", port
+
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 504
+    assert response.json()["error"] == "The PBX cannot be reached: the connection was refused"
+
+
+def test_a_pbx_that_does_not_answer_times_out(settings, alice, calling_lead, monkeypatch):
+    monkeypatch.setattr(pbx, "TIMEOUT", 0.2)
+    with socket.socket() as silent:  # accepts connections (the backlog) but never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        settings.TELEPHONY_AMI_HOST = "127.0.0.1"
+        settings.TELEPHONY_AMI_PORT = silent.getsockname()[1]
+
+        response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 504
+    assert "no answer in" in response.json()["error"]
+
+
+def test_a_wrong_ami_secret_is_a_refusal(ami_server, settings, alice, calling_lead):
+    settings.TELEPHONY_AMI_SECRET = "not it"
+
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.json()["error"] == ("The PBX refused: the CRM's AMI login was not accepted")
+    assert ami_server.refused_logins == 1
+
+
+# --- refusals before anything is dialled -----------------------------------------------------
+
+
+def test_no_pbx_configured_is_a_clear_refusal(no_pbx, alice, calling_lead):
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("No PBX is configured")
+    assert not Call.objects.exists()
+
+
+def test_a_manager_without_an_extension_cannot_dial(ami_server, olga, calling_lead):
+    response = dial(client_for(olga), calling_lead, follow=True)
+
+    assert "Olga has no PBX extension" in response.content.decode()
+    assert not ami_server.actions and not Call.objects.exists()
+
+
+def test_a_lead_without_a_phone_number_cannot_be_dialled(ami_server, alice, make_lead):
+    lead = make_lead(alice, phone_raw="")
+
+    response = dial(client_for(alice), lead, **JSON)
+
+    assert (response.status_code, response.json()["error"]) == (
+        400,
+        "The lead has no valid phone number.",
+    )
+    assert not ami_server.actions
+
+
+def test_a_manager_cannot_dial_another_managers_lead(ami_server, bob, calling_lead):
+    response = dial(client_for(bob), calling_lead)
+
+    assert response.status_code == 404
+    assert not ami_server.actions and not Call.objects.exists()
+
+
+def test_call_control_is_post_only_for_logged_in_users_with_a_csrf_token(
+    ami_server, alice, calling_lead
+):
+    url = reverse("telephony:click_to_call", args=[calling_lead.pk])
+    assert client_for(alice).get(url).status_code == 405
+    assert Client().post(url).status_code == 302  # to the login page
+    assert Client().post(url, **JSON).status_code == 403
+    assert client_for(alice, enforce_csrf_checks=True).post(url).status_code == 403
+    assert not ami_server.actions
+
+
+# --- hang up, transfer, do-not-disturb ----------------------------------------------------
+
+
+def test_hangup_hangs_up_the_managers_channel_of_that_call(
+    ami_server, alice, live_call, channels_of
+):
+    channels_of(live_call)
+
+    response = client_for(alice).post(reverse("telephony:hangup", args=[live_call.pk]), **JSON)
+
+    assert response.status_code == 200
+    assert [action["Action"] for action in ami_server.actions] == ["CoreShowChannels", "Hangup"]
+    hangup = ami_server.actions[-1]
+    assert (hangup["Channel"], hangup["Cause"]) == ("PJSIP/201-00000020", "16")
+
+
+def test_hanging_up_a_call_the_pbx_no_longer_has_is_refused(ami_server, alice, live_call):
+    response = client_for(alice).post(reverse("telephony:hangup", args=[live_call.pk]), **JSON)
+
+    assert (response.status_code, response.json()["error"]) == (
+        409,
+        "The PBX has no such call any more.",
+    )
+    assert not ami_server.actions_named("Hangup")
+
+
+def test_transfer_blind_transfers_the_managers_channel(ami_server, alice, live_call, channels_of):
+    channels_of(live_call)
+
+    response = client_for(alice).post(
+        reverse("telephony:transfer", args=[live_call.pk]), {"to": "202"}, follow=True
+    )
+
+    (transfer,) = ami_server.actions_named("BlindTransfer")
+    assert transfer["Channel"] == "PJSIP/201-00000020"
+    assert (transfer["Context"], transfer["Exten"]) == ("from-internal", "202")
+    assert "transferred to 202" in response.content.decode()
+
+
+def test_without_the_managers_channel_transfer_redirects_the_other_party(
+    ami_server, alice, live_call, channels_of
+):
+    channels_of(live_call, extension="203")  # the manager's leg is not on the PBX
+
+    client_for(alice).post(reverse("telephony:transfer", args=[live_call.pk]), {"to": "202"})
+
+    (redirect,) = ami_server.actions_named("Redirect")
+    assert redirect["Channel"] == "PJSIP/sipnet-00000021"
+    assert (redirect["Exten"], redirect["Priority"]) == ("202", "1")
+
+
+def test_transfer_needs_an_extension(ami_server, alice, live_call):
+    response = client_for(alice).post(
+        reverse("telephony:transfer", args=[live_call.pk]), {"to": "2 0; 2"}, **JSON
+    )
+
+    assert response.status_code == 400
+    assert not ami_server.actions
+
+
+def test_a_manager_cannot_control_another_managers_call(ami_server, bob, live_call):
+    client = client_for(bob)
+
+    assert client.post(reverse("telephony:hangup", args=[live_call.pk])).status_code == 404
+    assert client.post(reverse("telephony:transfer", args=[live_call.pk])).status_code == 404
+    assert not ami_server.actions
+
+
+def test_an_ended_call_cannot_be_hung_up(ami_server, alice, live_call):
+    Call.objects.filter(pk=live_call.pk).update(state=Call.State.ENDED)
+
+    response = client_for(alice).post(reverse("telephony:hangup", args=[live_call.pk]), **JSON)
+
+    assert (response.status_code, response.json()["error"]) == (409, "This call is over.")
+
+
+def test_do_not_disturb_goes_to_the_pbx_and_the_agent_state(ami_server, alice):
+    client = client_for(alice)
+
+    on = client.post(reverse("telephony:dnd"), {"on": "1"}, **JSON)
+    assert on.json() == {"ok": True, "away": True, "pbx": True, "message": "Do not disturb is on."}
+    assert state_of(alice).away
+
+    ami_server.errors["DBDel"] = "Database entry not found"  # off when it was never on is off
+    off = client.post(reverse("telephony:dnd"), {"on": "0"}, **JSON)
+    assert off.json()["pbx"] is True
+    assert not state_of(alice).away
+
+    put, delete = ami_server.actions
+    assert (put["Action"], put["Family"], put["Key"], put["Val"]) == ("DBPut", "DND", "201", "YES")
+    assert (delete["Action"], delete["Family"], delete["Key"]) == ("DBDel", "DND", "201")
+
+
+def test_do_not_disturb_without_a_pbx_still_sets_the_manager_away(no_pbx, alice):
+    response = client_for(alice).post(reverse("telephony:dnd"), {"on": "1"}, follow=True)
+
+    assert state_of(alice).away
+    assert "The PBX was not told: No PBX is configured" in response.content.decode()
+
+
+# --- the HTTP connector --------------------------------------------------------------------
+
+
+def test_the_http_connector_posts_the_call_with_the_bearer_token(http_pbx, alice, calling_lead):
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.status_code == 200
+    (request,) = http_pbx.requests
+    call = Call.objects.get()
+    assert request["headers"]["Authorization"] == "Bearer cloud-token"
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["json"] == {
+        "extension": "201",
+        "number": "+79161234567",
+        "lead_id": calling_lead.pk,
+        "call_id": call.call_id,
+    }
+    assert (call.direction, call.lead) == ("out", calling_lead)
+
+
+def test_the_http_connector_reports_the_endpoints_refusal(http_pbx, alice, calling_lead):
+    http_pbx.status = 500
+
+    response = dial(client_for(alice), calling_lead, **JSON)
+
+    assert response.json()["error"] == "The PBX refused: HTTP 500 from the click-to-call address"
+
+
+def test_the_http_connector_cannot_hang_up_or_transfer(http_pbx, alice, live_call):
+    client = client_for(alice)
+
+    hangup = client.post(reverse("telephony:hangup", args=[live_call.pk]), **JSON)
+    transfer = client.post(
+        reverse("telephony:transfer", args=[live_call.pk]), {"to": "202"}, **JSON
+    )
+
+    assert (hangup.status_code, hangup.json()["error"]) == (
+        501,
+        "This PBX connection cannot hang up calls.",
+    )
+    assert transfer.json()["error"] == "This PBX connection cannot transfer calls."
+    assert not http_pbx.requests
+
+
+# --- the lead page -------------------------------------------------------------------------
+
+
+def test_the_lead_page_has_a_call_button_and_the_leads_calls(ami_server, alice, live_call):
+    page = client_for(alice).get(reverse("admin:crm_lead_change", args=[live_call.lead.pk]))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert f'action="{reverse("telephony:click_to_call", args=[live_call.lead.pk])}"' in html
+    assert "Call +79161234567" in html
+    assert f'action="{reverse("telephony:hangup", args=[live_call.pk])}"' in html
+    assert "Calls in progress" in html
+    inline = page.context["inline_admin_formsets"][-1]
+    assert [form.original for form in inline] == [live_call]
+
+
+def test_the_call_button_is_off_without_a_pbx(no_pbx, alice, calling_lead):
+    page = client_for(alice).get(reverse("admin:crm_lead_change", args=[calling_lead.pk]))
+
+    assert "No PBX is configured" in page.content.decode()
+
+
+def test_the_new_lead_page_still_renders(ami_server, alice):
+    assert client_for(alice).get(reverse("admin:crm_lead_add")).status_code == 200
