@@ -3,7 +3,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 
 from crm.models import Lead, LeadStatus, Profile
+from nurture import sending
 from tests.services import require_service
+from tests.smtp_server import RecordingHandler, SMTPServer
 
 
 def pytest_report_header(config):
@@ -93,3 +95,34 @@ def make_lead(db, status):
         return services.create_lead(lead, by=responsible)
 
     return make
+
+
+@pytest.fixture
+def smtp_handler():
+    """What the SMTP server does with mail; a test module may override it."""
+    return RecordingHandler()
+
+
+@pytest.fixture
+def smtp_server(settings, smtp_handler):
+    """A real SMTP server on loopback; Django's SMTP backend is pointed at it."""
+    with SMTPServer(smtp_handler) as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_TIMEOUT = 10
+        sending.connections.drop()
+        yield server
+        sending.connections.drop()
+
+
+@pytest.fixture
+def eager_tasks(settings):
+    """Celery tasks run in the calling process, as soon as the transaction commits."""
+    from crm.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
