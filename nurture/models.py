@@ -183,6 +183,9 @@ class OutboundMessage(models.Model):
             models.Index(
                 fields=["retry_at"], condition=Q(state="retry"), name="outbound_retry_idx"
             ),
+            models.Index(
+                fields=["created_at"], condition=Q(state="queued"), name="outbound_queued_idx"
+            ),
         ]
 
     def __str__(self):

@@ -24,7 +24,12 @@ def company_calendar() -> WorkingCalendar:
 
 
 def lead_time_zone(lead) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(lead.time_zone or settings.TIME_ZONE)
+    return time_zone_named(lead.time_zone)
+
+
+def time_zone_named(name: str) -> zoneinfo.ZoneInfo:
+    """A lead's time zone from its `time_zone` field: empty means the company's."""
+    return zoneinfo.ZoneInfo(name or settings.TIME_ZONE)
 
 
 def first_send(
@@ -43,20 +48,81 @@ def next_send(
     sequence: Sequence, lead, planned: datetime, now: datetime, calendar: WorkingCalendar
 ) -> tuple[datetime, list[Shift]]:
     """The send after one planned at `planned` and dispatched at `now`."""
-    base = planned if now - planned <= LATE_GRACE else now
-    return first_send(sequence, lead, base, calendar)
+    return first_send(sequence, lead, next_base(planned, now), calendar)
+
+
+def next_base(planned: datetime, now: datetime) -> datetime:
+    """Where the next interval starts counting from: the planned moment, unless it went late."""
+    return planned if now - planned <= LATE_GRACE else now
 
 
 def next_free_slot(
     sequence: Sequence, lead, now: datetime, *, day_full: bool, calendar: WorkingCalendar
 ) -> datetime:
     """Where a send held back by a mailbox cap goes: the next minute, or the next day."""
-    if day_full:
-        local = timezone.localtime(now)
-        moment = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    else:
-        moment = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     slot, _ = calendar.fit_into_window(
-        moment, sequence.window_start, sequence.window_end, lead_time_zone(lead)
+        _free_moment(now, day_full),
+        sequence.window_start,
+        sequence.window_end,
+        lead_time_zone(lead),
     )
     return slot
+
+
+def _free_moment(now: datetime, day_full: bool) -> datetime:
+    if day_full:
+        local = timezone.localtime(now)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+class Planner:
+    """`next_send` and `next_free_slot` for many enrollments at once, memoised.
+
+    The dispatcher asks for thousands of rows in a batch, and most share their sequence, time
+    zone and base moment (everything due since the last tick, or held back, counts from `now`),
+    so the calendar works once per distinct combination. Same answers as the functions above;
+    a lead is given by its `time_zone` field. Use one per batch: it keeps the calendar it was
+    given and never forgets an answer.
+    """
+
+    def __init__(self, calendar: WorkingCalendar):
+        self.calendar = calendar
+        self._answers: dict[tuple, datetime] = {}
+
+    def next_send(
+        self, sequence: Sequence, time_zone: str, planned: datetime, now: datetime
+    ) -> datetime:
+        base = next_base(planned, now)
+        key = ("send", *_plan_key(sequence), time_zone, base)
+        if (answer := self._answers.get(key)) is None:
+            answer, _ = self.calendar.plan_send(
+                base,
+                sequence.interval_working_days,
+                sequence.window_start,
+                sequence.window_end,
+                time_zone_named(time_zone),
+            )
+            self._answers[key] = answer
+        return answer
+
+    def next_free_slot(
+        self, sequence: Sequence, time_zone: str, now: datetime, *, day_full: bool
+    ) -> datetime:
+        moment = _free_moment(now, day_full)
+        key = ("slot", *_plan_key(sequence), time_zone, moment)
+        if (answer := self._answers.get(key)) is None:
+            answer, _ = self.calendar.fit_into_window(
+                moment, sequence.window_start, sequence.window_end, time_zone_named(time_zone)
+            )
+            self._answers[key] = answer
+        return answer
+
+
+def _plan_key(sequence: Sequence) -> tuple:
+    return (
+        sequence.pk,
+        sequence.interval_working_days,
+        sequence.window_start,
+        sequence.window_end,
+    )

@@ -1,11 +1,14 @@
 """Writes for nurturing: enrolling leads, halting, and dispatching what is due."""
 
 import logging
-from collections import defaultdict
-from datetime import datetime
+import time as clock
+from collections import Counter, defaultdict
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, override
@@ -18,6 +21,7 @@ from nurture.models import Enrollment, MailboxLimit, OutboundMessage, Sequence
 logger = logging.getLogger(__name__)
 
 HaltReason = Enrollment.HaltReason
+REQUEUE_AFTER = timedelta(minutes=10)
 
 
 def tell_manager(lead, message_template: str, /, **params) -> None:
@@ -181,86 +185,185 @@ def restart(enrollment: Enrollment, *, now: datetime | None = None) -> Enrollmen
 # --- Dispatching ---------------------------------------------------------------------------
 
 
-def dispatch_due(*, now: datetime | None = None, batch_size: int = 1000) -> list[int]:
+def dispatch_due(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
     """Create the next message of every enrollment that is due; return the new messages' ids.
 
     Works in batches; each batch claims its enrollments with SKIP LOCKED, so any number of
     dispatchers may run at once, and the unique (enrollment, number) pair makes a second copy
-    of a message impossible.
+    of a message impossible. A batch of 5000 holds its rows' locks for under a second and
+    dispatched a backlog about half again as fast as batches of 1000 (benchmarks/nurture.py).
     """
     now = now or timezone.now()
+    if not _due(now).order_by("next_send_at").values_list("pk")[:1]:
+        # The usual minute: one look at the start of the due index, and no transaction.
+        # (Ordered on purpose: unordered, the planner may read the whole table.)
+        return []
+    usage = MailboxUsage(now)
     created: list[int] = []
     while True:
-        claimed, batch = _dispatch_batch(now, batch_size)
+        claimed, batch = _dispatch_batch(now, batch_size, usage)
         created += batch
         if claimed < batch_size:
             return created
 
 
+def _due(now: datetime):
+    return Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_send_at__lte=now)
+
+
+@dataclass(slots=True)
+class _Due:
+    """A claimed enrollment: only what dispatching reads and writes, without model instances."""
+
+    pk: int
+    sequence: Sequence
+    sent_count: int
+    next_send_at: datetime
+    sender_id: int | None
+    email: str
+    time_zone: str
+
+
 @transaction.atomic
-def _dispatch_batch(now: datetime, batch_size: int) -> tuple[int, list[int]]:
+def _dispatch_batch(
+    now: datetime, batch_size: int, usage: "MailboxUsage | None" = None
+) -> tuple[int, list[int]]:
     """Claim up to `batch_size` due enrollments; return how many were claimed and the ids of
     the messages created for them."""
     claimed = list(
-        Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(state=Enrollment.State.ACTIVE, next_send_at__lte=now)
-        .select_related("lead", "sequence")
-        .order_by("next_send_at")[:batch_size]
+        _due(now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("next_send_at")
+        .values_list(
+            "pk",
+            "sequence_id",
+            "sent_count",
+            "next_send_at",
+            "lead__status_id",
+            "lead__do_not_email",
+            "lead__email",
+            "lead__responsible_id",
+            "lead__time_zone",
+        )[:batch_size]
     )
     if not claimed:
         return 0, []
-    calendar = schedule.company_calendar()
+    sequences = Sequence.objects.in_bulk({row[1] for row in claimed})
+    planner = schedule.Planner(schedule.company_calendar())
 
     stopped = defaultdict(list)
     sendable = []
-    for enrollment in claimed:
-        lead, sequence = enrollment.lead, enrollment.sequence
-        if lead.status_id != sequence.enrolling_status_id:
-            stopped[HaltReason.STATUS_CHANGE].append(enrollment.pk)
-        elif lead.do_not_email or not lead.email:
-            stopped[HaltReason.UNSUBSCRIBE].append(enrollment.pk)
+    for row in claimed:
+        pk, sequence_id, sent_count, planned, status_id, do_not_email, email, sender, zone = row
+        sequence = sequences[sequence_id]
+        if status_id != sequence.enrolling_status_id:
+            stopped[HaltReason.STATUS_CHANGE].append(pk)
+        elif do_not_email or not email:
+            stopped[HaltReason.UNSUBSCRIBE].append(pk)
         else:
-            sendable.append(enrollment)
+            sendable.append(_Due(pk, sequence, sent_count, planned, sender, email, zone))
     for reason, ids in stopped.items():
         halt(Enrollment.objects.filter(pk__in=ids), reason, now=now)
 
-    allowed, held_back = _apply_mailbox_caps(sendable, now)
-    for enrollment, day_full in held_back:
-        enrollment.next_send_at = schedule.next_free_slot(
-            enrollment.sequence, enrollment.lead, now, day_full=day_full, calendar=calendar
+    allowed, held_back = _apply_mailbox_caps(sendable, now, usage)
+    for due, day_full in held_back:
+        due.next_send_at = planner.next_free_slot(
+            due.sequence, due.time_zone, now, day_full=day_full
         )
-    _save_next_send_at([enrollment for enrollment, _ in held_back])
+    _save_next_send_at([due for due, _ in held_back])
 
-    messages = []
-    for enrollment in allowed:
-        enrollment.sent_count += 1
-        messages.append(
-            OutboundMessage(
-                enrollment=enrollment,
-                number=enrollment.sent_count,
-                sender_id=enrollment.lead.responsible_id,
-                scheduled_for=now,
-                to_email=enrollment.lead.email,
-                created_at=now,
-            )
-        )
-        if enrollment.sent_count >= enrollment.sequence.max_messages:
-            enrollment.next_send_at = None
+    for due in allowed:
+        due.sent_count += 1
+        if due.sent_count >= due.sequence.max_messages:
+            due.next_send_at = None
         else:
-            enrollment.next_send_at, _ = schedule.next_send(
-                enrollment.sequence, enrollment.lead, enrollment.next_send_at, now, calendar
-            )
-    OutboundMessage.objects.bulk_create(messages)
+            due.next_send_at = planner.next_send(due.sequence, due.time_zone, due.next_send_at, now)
+    ids = _create_messages(allowed, now)
     _save_next_send_at(allowed, advance=True)
 
-    ids = [message.pk for message in messages]
     if ids:
         transaction.on_commit(lambda: enqueue_sends(ids))
     return len(claimed), ids
 
 
+def _create_messages(dues: list[_Due], now: datetime) -> list[int]:
+    """Insert message number `sent_count` of each of `dues`; return the new rows' ids.
+
+    On PostgreSQL it is one INSERT ... SELECT from arrays of the four columns that differ from
+    row to row: bulk_create prepares every field of every row in Python, which was most of the
+    time a batch took. Elsewhere, bulk_create.
+    """
+    if not dues:
+        return []
+    if connection.vendor != "postgresql":
+        messages = [
+            OutboundMessage(
+                enrollment_id=due.pk,
+                number=due.sent_count,
+                sender_id=due.sender_id,
+                scheduled_for=now,
+                to_email=due.email,
+                created_at=now,
+            )
+            for due in dues
+        ]
+        OutboundMessage.objects.bulk_create(messages)
+        return [message.pk for message in messages]
+    varying = {
+        "enrollment_id": [due.pk for due in dues],
+        "number": [due.sent_count for due in dues],
+        "sender_id": [due.sender_id for due in dues],
+        "to_email": [due.email for due in dues],
+    }
+    # Every other column is the same for every row: its default (a field whose default must
+    # differ per row, a uuid4 say, would have to join `varying`).
+    template = OutboundMessage(scheduled_for=now, created_at=now)
+    quote = connection.ops.quote_name
+    columns, values, params = [], [], []
+    for field in OutboundMessage._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(quote(field.column))
+        if field.attname in varying:
+            values.append(f"v.{quote(field.column)}")
+        else:
+            values.append(f"%s::{field.cast_db_type(connection)}")
+            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
+    meta = OutboundMessage._meta
+    arrays = [f"%s::{meta.get_field(name).cast_db_type(connection)}[]" for name in varying]
+    # Only names from the model's metadata are formatted in; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) "
+        f"AS v({', '.join(quote(meta.get_field(name).column) for name in varying)}) "
+        f"RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *varying.values()])
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _save_next_send_at(enrollments, *, advance: bool = False) -> None:
-    """One UPDATE per distinct next_send_at: most of a batch shares a few moments."""
+    """Store each enrollment's next_send_at and, with `advance`, count one more message sent.
+
+    On PostgreSQL it is one UPDATE from two arrays, ids and moments; elsewhere one UPDATE per
+    distinct next_send_at (most of a backlog shares a few moments).
+    """
+    if not enrollments:
+        return
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Enrollment._meta.db_table)
+        count = f", sent_count = {table}.sent_count + 1" if advance else ""
+        ids = [e.pk for e in enrollments]
+        with connection.cursor() as cursor:
+            # "id = ANY(ids)" as well, or the planner may hash-join the whole table.
+            cursor.execute(
+                f"UPDATE {table} SET next_send_at = v.next_send_at{count} "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, next_send_at) "
+                f"WHERE {table}.id = v.id AND {table}.id = ANY(%s::bigint[])",
+                [ids, [e.next_send_at for e in enrollments], ids],
+            )
+        return
     groups = defaultdict(list)
     for enrollment in enrollments:
         groups[enrollment.next_send_at].append(enrollment.pk)
@@ -269,35 +372,85 @@ def _save_next_send_at(enrollments, *, advance: bool = False) -> None:
         Enrollment.objects.filter(pk__in=ids).update(next_send_at=next_send_at, **changes)
 
 
-def _apply_mailbox_caps(enrollments, now: datetime):
-    """Split `enrollments` into those their manager's mailbox may send now and those held back
-    (with whether the daily cap, rather than the per-minute one, is what is full)."""
-    senders = {e.lead.responsible_id for e in enrollments if e.lead.responsible_id}
-    if not senders:
+class MailboxUsage:
+    """How much of each manager's mailbox caps is used at `now`, for one dispatch run.
+
+    Counted from the outbox the first time a sender comes up, then kept up to date with the
+    run's own sends: recounting the whole day's outbox for every batch made a large backlog
+    quadratic. A sender is counted again whenever its caps could hold a send of the batch back,
+    and every sender once its counts are REFRESH_SECONDS old, so what other dispatchers send at
+    the same time is seen where it matters, as when every batch counted afresh.
+    """
+
+    REFRESH_SECONDS = 10.0
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.minute_start = now.replace(second=0, microsecond=0)
+        self.limits: dict[int, MailboxLimit] = {}
+        self.used: dict[int, dict[str, int]] = {}
+        self.counted_at = 0.0
+
+    def prepare(self, wanted: Counter) -> None:
+        """Make sure the counts for these senders (sender id -> sends wanted) are fit to use."""
+        if clock.monotonic() - self.counted_at > self.REFRESH_SECONDS:
+            self.limits.clear()
+            self.used.clear()
+            self.counted_at = clock.monotonic()
+        stale = {sender for sender, count in wanted.items() if self._may_hold_back(sender, count)}
+        if stale:
+            self._count(stale)
+
+    def _may_hold_back(self, sender: int, count: int) -> bool:
+        if sender not in self.used:
+            return True
+        limit, used = self.limits[sender], self.used[sender]
+        return (
+            used["today"] + count > limit.per_day or used["this_minute"] + count > limit.per_minute
+        )
+
+    def _count(self, senders: set[int]) -> None:
+        limits = {
+            limit.user_id: limit for limit in MailboxLimit.objects.filter(user_id__in=senders)
+        }
+        used = {
+            row["sender_id"]: {"today": row["today"], "this_minute": row["this_minute"]}
+            for row in OutboundMessage.objects.filter(
+                sender_id__in=senders,
+                scheduled_for__gte=self.day_start,
+                scheduled_for__lte=self.now,
+            )
+            .values("sender_id")
+            .annotate(
+                today=Count("id"),
+                this_minute=Count("id", filter=Q(scheduled_for__gte=self.minute_start)),
+            )
+        }
+        for sender in senders:
+            self.limits[sender] = limits.get(sender) or MailboxLimit(
+                per_minute=settings.NURTURE_MAILBOX_PER_MINUTE,
+                per_day=settings.NURTURE_MAILBOX_PER_DAY,
+            )
+            self.used[sender] = used.get(sender, {"today": 0, "this_minute": 0})
+
+
+def _apply_mailbox_caps(enrollments, now: datetime, usage: MailboxUsage | None = None):
+    """Split `enrollments` (anything with a `sender_id`) into those their manager's mailbox may
+    send now and those held back (with whether the daily cap, rather than the per-minute one,
+    is what is full). `usage` carries the counts from batch to batch of one dispatch run."""
+    wanted = Counter(e.sender_id for e in enrollments if e.sender_id)
+    if not wanted:
         return enrollments, []
-    limits = {limit.user_id: limit for limit in MailboxLimit.objects.filter(user_id__in=senders)}
-    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    minute_start = now.replace(second=0, microsecond=0)
-    used = {
-        row["sender_id"]: row
-        for row in OutboundMessage.objects.filter(
-            sender_id__in=senders, scheduled_for__gte=day_start, scheduled_for__lte=now
-        )
-        .values("sender_id")
-        .annotate(
-            today=Count("id"), this_minute=Count("id", filter=Q(scheduled_for__gte=minute_start))
-        )
-    }
+    usage = usage or MailboxUsage(now)
+    usage.prepare(wanted)
     allowed, held_back = [], []
     for enrollment in enrollments:
-        sender = enrollment.lead.responsible_id
+        sender = enrollment.sender_id
         if sender is None:
             allowed.append(enrollment)
             continue
-        limit = limits.get(sender) or MailboxLimit(
-            per_minute=settings.NURTURE_MAILBOX_PER_MINUTE, per_day=settings.NURTURE_MAILBOX_PER_DAY
-        )
-        counts = used.setdefault(sender, {"today": 0, "this_minute": 0})
+        limit, counts = usage.limits[sender], usage.used[sender]
         if counts["today"] >= limit.per_day:
             held_back.append((enrollment, True))
         elif counts["this_minute"] >= limit.per_minute:
@@ -310,11 +463,16 @@ def _apply_mailbox_caps(enrollments, now: datetime):
 
 
 def enqueue_sends(message_ids: list[int]) -> None:
+    """A send_message task for each message. Where the transport can (kombu 5.7+ on Redis),
+    the tasks go out in pipelined groups rather than one round trip each; elsewhere, and in
+    eager mode, one by one as before."""
     from nurture.tasks import send_message
 
     with send_message.app.producer_or_acquire() as producer:
-        for message_id in message_ids:
-            send_message.apply_async((message_id,), producer=producer)
+        batch = getattr(producer, "batch", None)
+        with batch() if batch is not None else nullcontext():
+            for message_id in message_ids:
+                send_message.apply_async((message_id,), producer=producer)
 
 
 def requeue_due_retries(*, now: datetime | None = None) -> list[int]:
@@ -326,6 +484,26 @@ def requeue_due_retries(*, now: datetime | None = None) -> list[int]:
         ).values_list("pk", flat=True)[:10_000]
     )
     if ids:
+        enqueue_sends(ids)
+    return ids
+
+
+def requeue_lost_sends(*, now: datetime | None = None) -> list[int]:
+    """A message still queued long after it was dispatched lost its task (the broker was down
+    when the dispatch committed, or dropped the task): publish it again, at most every
+    REQUEUE_AFTER. Safe, because a task for a message that is no longer queued does nothing."""
+    now = now or timezone.now()
+    cutoff = now - REQUEUE_AFTER
+    ids = list(
+        OutboundMessage.objects.filter(state=OutboundMessage.State.QUEUED, created_at__lt=cutoff)
+        .filter(Q(retry_at=None) | Q(retry_at__lt=cutoff))
+        .values_list("pk", flat=True)[:1000]
+    )
+    if ids:
+        # For a queued message, retry_at notes when its task was last published again.
+        OutboundMessage.objects.filter(pk__in=ids, state=OutboundMessage.State.QUEUED).update(
+            retry_at=now
+        )
         enqueue_sends(ids)
     return ids
 

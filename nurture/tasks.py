@@ -5,9 +5,11 @@ from nurture import sending, services
 
 @shared_task(ignore_result=True)
 def dispatch_due() -> int:
-    """Every minute, from beat: settle expired leases, resend due retries, dispatch what is due."""
+    """Every minute, from beat: settle expired leases, resend due retries and lost tasks,
+    dispatch what is due."""
     services.reconcile_expired_leases()
     services.requeue_due_retries()
+    services.requeue_lost_sends()
     return len(services.dispatch_due())
 
 

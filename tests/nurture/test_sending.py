@@ -216,3 +216,17 @@ def test_sends_over_the_daily_cap_move_to_the_next_working_day(
     assert {e.next_send_at for e in Enrollment.objects.filter(sent_count=0)} == {next_day}
     clock.move_to(next_day)
     assert len(dispatch()) == 5
+
+
+def test_a_send_whose_task_was_lost_is_published_again_and_goes_out_once(
+    first_message, smtp_server, clock, eager_tasks
+):
+    clock.move_to(FIRST_SEND + timedelta(minutes=5))
+    assert services.requeue_lost_sends() == []  # its task may still be on its way
+
+    clock.move_to(FIRST_SEND + timedelta(minutes=11))
+    assert services.requeue_lost_sends() == [first_message.pk]  # eager: sent right here
+    assert services.requeue_lost_sends() == []
+
+    assert len(smtp_server.handler.wait_for(1)) == 1
+    assert reload(first_message).state == State.SENT
