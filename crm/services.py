@@ -1,11 +1,12 @@
 """Writes to the CRM domain. Views, admin actions, tasks and other apps call these."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop, override
 
-from crm.models import Activity, Lead, LeadStatus, Notification, Profile
+from crm.models import Activity, Lead, LeadStatus, Notification
 from crm.signals import lead_status_changed
 
 User = get_user_model()
@@ -22,10 +23,17 @@ def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -
     )
 
 
-def notify(user, message, *, lead=None) -> Notification | None:
+def notify(user, message: str, params: dict | None = None, *, lead=None) -> Notification | None:
+    """Tell `user` something, about `lead` if given. `message` is untranslated (mark it with
+    gettext_noop), with %(name)s placeholders filled from `params`; it is stored in the site's
+    language, since it is written before anybody reads it."""
     if user is None:
         return None
-    return Notification.objects.create(user=user, lead=lead, message=message)
+    with override(settings.LANGUAGE_CODE):
+        text = gettext(message)
+    if params:
+        text %= params
+    return Notification.objects.create(user=user, lead=lead, message=text)
 
 
 def _announce_after_commit(lead_id, old_code, new_code, by, reason):
@@ -80,8 +88,3 @@ def change_status(lead: Lead, code: str, *, by=None, reason: str = "") -> bool:
     lead.status, lead.status_changed_at = new_status, now
     _announce_after_commit(lead.pk, old_status.code, new_status.code, by, reason)
     return True
-
-
-def profile_for(user) -> Profile:
-    profile, _ = Profile.objects.get_or_create(user=user)
-    return profile

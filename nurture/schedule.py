@@ -56,19 +56,6 @@ def next_base(planned: datetime, now: datetime) -> datetime:
     return planned if now - planned <= LATE_GRACE else now
 
 
-def next_free_slot(
-    sequence: Sequence, lead, now: datetime, *, day_full: bool, calendar: WorkingCalendar
-) -> datetime:
-    """Where a send held back by a mailbox cap goes: the next minute, or the next day."""
-    slot, _ = calendar.fit_into_window(
-        _free_moment(now, day_full),
-        sequence.window_start,
-        sequence.window_end,
-        lead_time_zone(lead),
-    )
-    return slot
-
-
 def _free_moment(now: datetime, day_full: bool) -> datetime:
     if day_full:
         local = timezone.localtime(now)
@@ -77,11 +64,12 @@ def _free_moment(now: datetime, day_full: bool) -> datetime:
 
 
 class Planner:
-    """`next_send` and `next_free_slot` for many enrollments at once, memoised.
+    """`next_send`, and the next free slot for a send a mailbox cap held back, for many
+    enrollments at once, memoised.
 
     The dispatcher asks for thousands of rows in a batch, and most share their sequence, time
     zone and base moment (everything due since the last tick, or held back, counts from `now`),
-    so the calendar works once per distinct combination. Same answers as the functions above;
+    so the calendar works once per distinct combination. Same answers as `next_send` above;
     a lead is given by its `time_zone` field. Use one per batch: it keeps the calendar it was
     given and never forgets an answer.
     """

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_noop, override
+from django.utils.translation import gettext, gettext_noop
 
 from crm.models import Activity, Lead
 from crm.services import notify, record_activity
@@ -26,8 +26,7 @@ REQUEUE_AFTER = timedelta(minutes=10)
 
 def tell_manager(lead, message_template: str, /, **params) -> None:
     """Notify the lead's responsible manager, in the site's language."""
-    with override(settings.LANGUAGE_CODE):
-        notify(lead.responsible, gettext(message_template) % params, lead=lead)
+    notify(lead.responsible, message_template, params, lead=lead)
 
 
 @transaction.atomic
@@ -514,7 +513,10 @@ def reconcile_expired_leases(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     expired = OutboundMessage.objects.filter(
         state=OutboundMessage.State.SENDING, lease_expires_at__lt=now
-    ).select_related("enrollment__lead", "enrollment__sequence")
+    )
+    if not expired.exists():  # the usual minute: one look at the small lease index
+        return 0
+    expired = expired.select_related("enrollment__lead", "enrollment__sequence")
     count = 0
     for message in expired[:1000]:
         updated = OutboundMessage.objects.filter(

@@ -3,9 +3,8 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils.translation import gettext, gettext_noop, override
+from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
 from crm.models import Activity, Lead, Profile
@@ -202,12 +201,11 @@ def _notify_missed(call: Call) -> None:
     who = (lead.responsible if lead else None) or call.agent
     if who is None:
         return
-    with override(settings.LANGUAGE_CODE):
-        crm_services.notify(
-            who,
-            gettext("Missed call from %(caller)s: call back.")
-            % {"caller": (lead.full_name if lead else "") or call.from_raw},
-            lead=lead,
-        )
+    crm_services.notify(
+        who,
+        gettext_noop("Missed call from %(caller)s: call back."),
+        {"caller": (lead.full_name if lead else "") or call.from_raw},
+        lead=lead,
+    )
     call.missed_call_notified = True
     call.save(update_fields=["missed_call_notified"])

@@ -2,9 +2,8 @@
 
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
-from django.utils.translation import gettext, gettext_noop, override
+from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
 from crm.models import Activity, Lead, LeadStatus
@@ -44,13 +43,12 @@ def record_inbound_contact(
     activity = crm_services.record_activity(
         lead, CHANNEL_ACTIVITY[channel], summary, payload=payload or {}, at=at
     )
-    with override(settings.LANGUAGE_CODE):
-        crm_services.notify(
-            lead.responsible,
-            gettext(CHANNEL_NOTICE[channel])
-            % {"lead": lead.full_name or lead.email or lead.phone, "subject": subject},
-            lead=lead,
-        )
+    crm_services.notify(
+        lead.responsible,
+        CHANNEL_NOTICE[channel],
+        {"lead": lead.full_name or lead.email or lead.phone, "subject": subject},
+        lead=lead,
+    )
     lead = Lead.objects.select_related("status").get(pk=lead.pk)
     if lead.status.kind == LeadStatus.Kind.NURTURING:
         crm_services.change_status(lead, "in_progress", reason=CHANNEL_REASON[channel])
