@@ -406,17 +406,22 @@ def point_email_at(port: int) -> None:
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    sending.connections.drop()
+    sending.connections.reset()
 
 
-def sequential_sends(message_ids: list[int]) -> tuple[dict, float]:
+def batched_sends(message_ids: list[int]) -> tuple[dict, float]:
+    """What one worker process does with its tasks: send_messages() on NURTURE_SEND_BATCH
+    messages at a time, one after the other."""
+    from django.conf import settings
+
     from nurture import sending
 
+    size = settings.NURTURE_SEND_BATCH
     outcomes: dict[str, int] = {}
     with Timer() as t:
-        for message_id in message_ids:
-            outcome = sending.send_message(message_id)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for start in range(0, len(message_ids), size):
+            for outcome in sending.send_messages(message_ids[start : start + size]).values():
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes, t.seconds
 
 
@@ -585,6 +590,8 @@ def measure_ceiling(results: Results) -> None:
 
 def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
     """(a) All N due with enqueueing off; then a subset enqueued to the real broker."""
+    from django.conf import settings
+
     from crm.celery import app
     from nurture.models import Enrollment
 
@@ -614,7 +621,8 @@ def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
         "(a) dispatch_due + enqueue",
         len(created) / seconds,
         "messages/s",
-        f"{len(created):,} due; a send_message task each, to {os.environ['CELERY_BROKER_URL']} "
+        f"{len(created):,} due; a send_messages task per {settings.NURTURE_SEND_BATCH} messages, "
+        f"to {os.environ['CELERY_BROKER_URL']} "
         f"after each batch commits ({queued:,} were in the queue; purged {purged:,})",
     )
     print(f"(a) {len(created):,} messages dispatched and enqueued in {seconds:.1f}s")
@@ -622,12 +630,14 @@ def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
 
 def measure_sends(results: Results, args) -> None:
     """(b) Sends in this process, then through one Celery worker, to an SMTP sink process."""
+    from django.conf import settings
+
     from nurture.models import OutboundMessage
 
     sink = SinkProcess()
     try:
         point_email_at(sink.port)
-        warmup = 20
+        warmup = 200
         queued_ids = list(
             OutboundMessage.objects.filter(state="queued")
             .order_by("pk")
@@ -635,15 +645,16 @@ def measure_sends(results: Results, args) -> None:
         )
         timed_ids = queued_ids[warmup : warmup + args.sends]
         worker_ids = queued_ids[warmup + args.sends :]
-        sequential_sends(queued_ids[:warmup])
+        batched_sends(queued_ids[:warmup])
         results.start()
-        outcomes, seconds = sequential_sends(timed_ids)
+        outcomes, seconds = batched_sends(timed_ids)
         received = sink.count()
         results.add(
-            "(b) send_message, 1 process",
+            "(b) send_messages, 1 process",
             len(timed_ids) / seconds,
             "emails/s",
-            f"{len(timed_ids):,} sequential nurture.sending.send_message() calls, one SMTP "
+            f"{len(timed_ids):,} messages, nurture.sending.send_messages() on "
+            f"{settings.NURTURE_SEND_BATCH} at a time, one SMTP "
             f"connection reused; outcomes {outcomes}; the sink got {received:,} "
             f"(with {warmup} warm-up)",
         )
@@ -659,7 +670,8 @@ def measure_sends(results: Results, args) -> None:
             "(b) celery worker, solo",
             len(worker_ids) / seconds,
             "emails/s",
-            f"{len(worker_ids):,} send_message tasks through Redis to one `celery worker "
+            f"{len(worker_ids):,} messages in send_messages tasks of {settings.NURTURE_SEND_BATCH} "
+            "through Redis to one `celery worker "
             "--pool=solo --concurrency=1`, from the first enqueued to the last sent",
         )
         print(f"(b) the worker sent {len(worker_ids):,} in {seconds:.1f}s")

@@ -12,8 +12,9 @@ from crm.signals import lead_status_changed
 User = get_user_model()
 
 
-def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> Activity:
-    return Activity.objects.create(
+def new_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> Activity:
+    """A timeline entry, not saved yet (for bulk_create)."""
+    return Activity(
         lead=lead,
         kind=kind,
         summary=summary,
@@ -23,17 +24,33 @@ def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -
     )
 
 
-def notify(user, message: str, params: dict | None = None, *, lead=None) -> Notification | None:
-    """Tell `user` something, about `lead` if given. `message` is untranslated (mark it with
-    gettext_noop), with %(name)s placeholders filled from `params`; it is stored in the site's
-    language, since it is written before anybody reads it."""
+def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> Activity:
+    activity = new_activity(lead, kind, summary, actor=actor, payload=payload, at=at)
+    activity.save(force_insert=True)
+    return activity
+
+
+def new_notification(
+    user, message: str, params: dict | None = None, *, lead=None
+) -> Notification | None:
+    """What `notify` saves, not saved yet (for bulk_create); None without a user."""
     if user is None:
         return None
     with override(settings.LANGUAGE_CODE):
         text = gettext(message)
     if params:
         text %= params
-    return Notification.objects.create(user=user, lead=lead, message=text)
+    return Notification(user=user, lead=lead, message=text)
+
+
+def notify(user, message: str, params: dict | None = None, *, lead=None) -> Notification | None:
+    """Tell `user` something, about `lead` if given. `message` is untranslated (mark it with
+    gettext_noop), with %(name)s placeholders filled from `params`; it is stored in the site's
+    language, since it is written before anybody reads it."""
+    notification = new_notification(user, message, params, lead=lead)
+    if notification is not None:
+        notification.save(force_insert=True)
+    return notification
 
 
 def _announce_after_commit(lead_id, old_code, new_code, by, reason):

@@ -170,7 +170,12 @@ NURTURE_WEEKEND_DAYS = [int(day) for day in env_list("NURTURE_WEEKEND_DAYS", "5,
 # Each manager's mailbox: sends over a cap wait for the next free slot (editable per manager).
 NURTURE_MAILBOX_PER_MINUTE = env_int("NURTURE_MAILBOX_PER_MINUTE", 10)
 NURTURE_MAILBOX_PER_DAY = env_int("NURTURE_MAILBOX_PER_DAY", 200)
-# How long a worker may take over one send before the message counts as "unknown".
+# How many messages one send task takes: claimed together, sent over one connection, recorded
+# together (its leads stay locked about a second at a time while it sends).
+NURTURE_SEND_BATCH = env_int("NURTURE_SEND_BATCH", 100)
+# How many connections to the mail server each worker process sends a batch over at once.
+NURTURE_SEND_CONNECTIONS = env_int("NURTURE_SEND_CONNECTIONS", 1)
+# How long a worker may take over one send task before its unsent messages count as "unknown".
 NURTURE_SEND_LEASE_SECONDS = env_int("NURTURE_SEND_LEASE_SECONDS", 600)
 NURTURE_MAX_SEND_ATTEMPTS = env_int("NURTURE_MAX_SEND_ATTEMPTS", 5)
 # The domain in our Message-IDs; replies quote it in In-Reply-To.

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from email.utils import formataddr
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
@@ -63,9 +64,20 @@ def unsubscribe_url(message_id: int) -> str:
     return settings.SITE_URL + reverse("nurture:unsubscribe", args=[unsubscribe_token(message_id)])
 
 
+def profile_of(user) -> Profile | None:
+    """The user's profile, if there is one (cached on the user, or loaded with
+    select_related("...__profile") by a batch)."""
+    if user is None:
+        return None
+    try:
+        return user.profile
+    except Profile.DoesNotExist:
+        return None
+
+
 def template_context(lead, manager, *, unsubscribe: str) -> dict:
     """The fixed set of values a template may use; plain strings, never model instances."""
-    profile = Profile.objects.filter(user=manager).first() if manager else None
+    profile = profile_of(manager)
     return {
         "lead": {
             "first_name": lead.first_name,
@@ -84,29 +96,37 @@ def template_context(lead, manager, *, unsubscribe: str) -> dict:
     }
 
 
+@lru_cache(maxsize=256)
+def compiled(source: str) -> Template:
+    """A template's source compiled once per process: an edited template is new source, so a
+    new entry. (Compiled templates are safe to render from several threads at once.)"""
+    return Template(source)
+
+
 def render(template: MessageTemplate, context: dict, language: str) -> RenderedEmail:
     with override(language):
         plain = Context(context, autoescape=False)
-        subject = Template(template.subject).render(plain)
-        body_text = Template(template.body_text).render(plain)
+        subject = compiled(template.subject).render(plain)
+        body_text = compiled(template.body_text).render(plain)
         body_html = (
-            Template(template.body_html).render(Context(context)) if template.body_html else ""
+            compiled(template.body_html).render(Context(context)) if template.body_html else ""
         )
     # Rendered with autoescape off, the text is not HTML-safe: return plain str, not SafeString.
     return RenderedEmail(one_line(subject), f"{body_text}", f"{body_html}")
 
 
 def sender_address(manager) -> str:
-    profile = Profile.objects.filter(user=manager).first() if manager else None
+    profile = profile_of(manager)
     name = one_line(profile.name if profile else manager.get_full_name()) if manager else ""
     address = (manager.email if manager else "") or settings.DEFAULT_FROM_EMAIL
     return formataddr((name, address))
 
 
-def build_email(message, lead, manager) -> EmailMultiAlternatives:
-    """The email for an already rendered `message`, from the manager, with unsubscribe headers."""
+def build_email(message, lead, manager, *, unsubscribe: str = "") -> EmailMultiAlternatives:
+    """The email for an already rendered `message`, from the manager, with unsubscribe headers
+    (`unsubscribe`: the message's unsubscribe URL, if already known)."""
     sender = sender_address(manager)
-    url = unsubscribe_url(message.pk)
+    url = unsubscribe or unsubscribe_url(message.pk)
     email = EmailMultiAlternatives(
         subject=message.subject,
         body=message.body_text,

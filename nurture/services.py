@@ -13,8 +13,8 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from crm.models import Activity, Lead
-from crm.services import notify, record_activity
+from crm.models import Activity, Lead, Notification
+from crm.services import new_activity, new_notification, notify, record_activity
 from nurture import schedule
 from nurture.models import Enrollment, MailboxLimit, OutboundMessage, Sequence
 
@@ -27,6 +27,11 @@ REQUEUE_AFTER = timedelta(minutes=10)
 def tell_manager(lead, message_template: str, /, **params) -> None:
     """Notify the lead's responsible manager, in the site's language."""
     notify(lead.responsible, message_template, params, lead=lead)
+
+
+def manager_notification(lead, message_template: str, /, **params) -> Notification | None:
+    """What `tell_manager` saves, not saved yet (for bulk_create)."""
+    return new_notification(lead.responsible, message_template, params, lead=lead)
 
 
 @transaction.atomic
@@ -462,16 +467,18 @@ def _apply_mailbox_caps(enrollments, now: datetime, usage: MailboxUsage | None =
 
 
 def enqueue_sends(message_ids: list[int]) -> None:
-    """A send_message task for each message. Where the transport can (kombu 5.7+ on Redis),
-    the tasks go out in pipelined groups rather than one round trip each; elsewhere, and in
-    eager mode, one by one as before."""
-    from nurture.tasks import send_message
+    """Hand the messages to the workers, NURTURE_SEND_BATCH to a send_messages task. Where the
+    transport can (kombu 5.7+ on Redis), the tasks go out in pipelined groups rather than one
+    round trip each; elsewhere, and in eager mode, one by one."""
+    from nurture.tasks import send_messages
 
-    with send_message.app.producer_or_acquire() as producer:
+    size = settings.NURTURE_SEND_BATCH
+    with send_messages.app.producer_or_acquire() as producer:
         batch = getattr(producer, "batch", None)
         with batch() if batch is not None else nullcontext():
-            for message_id in message_ids:
-                send_message.apply_async((message_id,), producer=producer)
+            for start in range(0, len(message_ids), size):
+                chunk = list(message_ids[start : start + size])
+                send_messages.apply_async((chunk,), producer=producer)
 
 
 def requeue_due_retries(*, now: datetime | None = None) -> list[int]:
@@ -539,29 +546,53 @@ def reconcile_expired_leases(*, now: datetime | None = None) -> int:
             total=message.enrollment.sequence.max_messages,
             lead=lead.full_name or lead.email,
         )
-        _complete_if_last(message)
+        complete_if_last([message])
     return count
 
 
-def _complete_if_last(message: OutboundMessage) -> None:
-    enrollment = message.enrollment
-    if message.number < enrollment.sequence.max_messages:
+def complete_if_last(messages: list[OutboundMessage]) -> None:
+    """The enrollments whose last message is among `messages` (sent, failed or unknown) are
+    completed, and each manager is told the lead never answered."""
+    last = {
+        m.enrollment_id: m.enrollment
+        for m in messages
+        if m.number >= m.enrollment.sequence.max_messages
+    }
+    if not last:
         return
-    finished = Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
-        state=Enrollment.State.COMPLETED, ended_at=timezone.now(), next_send_at=None
+    finished = list(
+        Enrollment.objects.select_for_update()
+        .filter(pk__in=last, state=Enrollment.State.ACTIVE)
+        .values_list("pk", flat=True)
     )
-    if finished:
+    if not finished:
+        return
+    now = timezone.now()
+    Enrollment.objects.filter(pk__in=finished).update(
+        state=Enrollment.State.COMPLETED, ended_at=now, next_send_at=None
+    )
+    notifications, activities = [], []
+    for enrollment in (last[pk] for pk in finished):
         lead = enrollment.lead
-        tell_manager(
-            lead,
-            gettext_noop("%(lead)s got all %(total)d emails of “%(sequence)s” and never answered."),
-            lead=lead.full_name or lead.email,
-            total=enrollment.sequence.max_messages,
-            sequence=enrollment.sequence.name,
+        notifications.append(
+            manager_notification(
+                lead,
+                gettext_noop(
+                    "%(lead)s got all %(total)d emails of “%(sequence)s” and never answered."
+                ),
+                lead=lead.full_name or lead.email,
+                total=enrollment.sequence.max_messages,
+                sequence=enrollment.sequence.name,
+            )
         )
-        record_activity(
-            lead,
-            Activity.Kind.NOTE,
-            gettext_noop("Nurturing completed without an answer"),
-            payload={"enrollment": enrollment.pk},
+        activities.append(
+            new_activity(
+                lead,
+                Activity.Kind.NOTE,
+                gettext_noop("Nurturing completed without an answer"),
+                payload={"enrollment": enrollment.pk},
+                at=now,
+            )
         )
+    Notification.objects.bulk_create([n for n in notifications if n is not None])
+    Activity.objects.bulk_create(activities)

@@ -14,5 +14,12 @@ def dispatch_due() -> int:
 
 
 @shared_task(ignore_result=True, acks_late=True)
+def send_messages(message_ids: list[int]) -> dict[int, str]:
+    """Send a batch of dispatched messages (see nurture.sending)."""
+    return sending.send_messages(message_ids)
+
+
+@shared_task(ignore_result=True, acks_late=True)
 def send_message(message_id: int) -> str:
+    """One message: what releases before batches published; still accepted."""
     return sending.send_message(message_id)

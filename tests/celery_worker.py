@@ -101,16 +101,26 @@ class TaskLog:
 
     def wait_for(self, count: int, *, name: str | None = None, timeout: float = 15):
         """Block until `count` runs (of the task `name`, if given) have finished; return them."""
+        return self._wait(count, name, timeout, len)
 
+    def wait_for_outcomes(self, count: int, *, name: str, timeout: float = 15) -> dict:
+        """Block until the batch task `name` has returned `count` outcomes in all (its return
+        value is a dict, one entry per item); return them merged."""
+        runs = self._wait(count, name, timeout, lambda runs: sum(len(t.retval) for t in runs))
+        return {key: value for run in runs for key, value in run.retval.items()}
+
+    def _wait(self, count, name, timeout, measure):
         def wanted():
             return [t for t in self.finished if name is None or t.name == name]
 
         with self.condition:
-            self.condition.wait_for(lambda: len(wanted()) >= count or self.worker_stopped, timeout)
+            self.condition.wait_for(
+                lambda: measure(wanted()) >= count or self.worker_stopped, timeout
+            )
             runs, everything, stopped = wanted(), list(self.finished), self.worker_stopped
-        assert len(runs) >= count, (
-            f"expected {count} finished runs of {name or 'any task'} within {timeout} s, got "
-            f"{len(runs)}{' and the worker stopped (see its log)' if stopped else ''}; "
+        assert measure(runs) >= count, (
+            f"expected {count} from finished runs of {name or 'any task'} within {timeout} s, "
+            f"got {measure(runs)}{' and the worker stopped (see its log)' if stopped else ''}; "
             f"the worker finished: {everything}"
         )
         return runs

@@ -113,9 +113,9 @@ def smtp_server(settings, smtp_handler):
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
         settings.EMAIL_TIMEOUT = 10
-        sending.connections.drop()
+        sending.connections.reset()
         yield server
-        sending.connections.drop()
+        sending.connections.reset()
 
 
 @pytest.fixture

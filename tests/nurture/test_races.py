@@ -28,7 +28,7 @@ from tests.smtp_server import RecordingHandler
 MSK = ZoneInfo("Europe/Moscow")
 LIVE = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 WAIT = 20  # seconds: the bound on every wait in this file
-SEND = "nurture.tasks.send_message"
+SEND = "nurture.tasks.send_messages"
 
 ENROLLED_AT = datetime(2025, 12, 18, 15, 0, tzinfo=MSK)  # a Thursday
 FIRST_SEND = datetime(2025, 12, 23, 15, 0, tzinfo=MSK)  # three working days later
@@ -273,7 +273,7 @@ def test_two_dispatchers_at_once_create_each_message_once_and_a_worker_sends_eac
         dispatcher = partial(services.dispatch_due, batch_size=batch_size)
         first, second = run_together(dispatcher, dispatcher)
         emails = smtp_server.handler.wait_for(count, timeout=3 * WAIT)
-        runs = worker.finished.wait_for(count, name=SEND, timeout=WAIT)
+        outcomes = worker.finished.wait_for_outcomes(count, name=SEND, timeout=WAIT)
 
     assert len(first) + len(second) == count
     assert not set(first) & set(second)
@@ -281,7 +281,7 @@ def test_two_dispatchers_at_once_create_each_message_once_and_a_worker_sends_eac
     assert set(OutboundMessage.objects.values_list("number", flat=True)) == {1}
     assert OutboundMessage.objects.values("enrollment").distinct().count() == count
     assert set(Enrollment.objects.values_list("sent_count", "next_send_at")) == {(1, SECOND_SEND)}
-    assert [run.retval for run in runs] == ["sent"] * count
+    assert outcomes == dict.fromkeys(first + second, "sent")
     assert sorted(email.rcpt_tos[0] for email in emails) == sorted(lead.email for lead in leads)
     assert set(OutboundMessage.objects.values_list("state", flat=True)) == {State.SENT}
 
@@ -322,9 +322,9 @@ def test_an_email_never_goes_out_after_nurturing_stopped(
     claimed = threading.Event()
     deliver = sending._deliver
 
-    def watched_deliver(message_id):
+    def watched_deliver(messages):
         claimed.set()
-        return deliver(message_id)
+        return deliver(messages)
 
     monkeypatch.setattr(sending, "_deliver", watched_deliver)
     outcomes = []
@@ -415,6 +415,34 @@ def test_a_send_waits_for_a_status_change_in_flight_and_then_does_not_go_out(
     assert LeadStatus.objects.get(leads=ivan).code == "in_progress"
 
 
+@LIVE
+def test_a_batch_waits_for_a_status_change_in_flight_then_sends_to_everyone_else(
+    row_locks, nurtured_leads, clock, alice, smtp_server, settings, tmp_path
+):
+    settings.NURTURE_MAILBOX_PER_MINUTE = 100
+    leads = nurtured_leads(4)
+    message_ids = dispatch(clock, FIRST_SEND, tmp_path)
+    leaving = leads[2]
+
+    with transaction.atomic():
+        assert crm_services.change_status(leaving, "in_progress", by=alice)  # row locked
+        sender = Background(lambda: sending.send_messages(message_ids))
+        sender.start()
+        blockers_of(sender)  # the batch waits for this lead before sending anything
+        assert smtp_server.received == []
+
+    outcomes = sender.outcome()
+    leaving_message = OutboundMessage.objects.get(enrollment__lead=leaving)
+    assert outcomes == {
+        **dict.fromkeys(message_ids, "sent"),
+        leaving_message.pk: "cancelled",
+    }
+    emails = smtp_server.handler.wait_for(3)
+    assert sorted(e.rcpt_tos[0] for e in emails) == sorted(
+        lead.email for lead in leads if lead != leaving
+    )
+
+
 # --- A worker dying mid-send -------------------------------------------------------------------
 
 
@@ -423,7 +451,9 @@ def test_a_send_whose_worker_died_is_never_repeated_and_the_manager_is_told(
 ):
     clock.move_to(FIRST_SEND)
     [message_id] = services.dispatch_due()
-    assert sending._claim(message_id) == "claimed"  # ... and the worker dies before SMTP
+    assert sending._claim([message_id])[0] == {
+        message_id: "claimed"
+    }  # ... and the worker dies before SMTP
     message = OutboundMessage.objects.get(pk=message_id)
     assert message.state == State.SENDING
     lease = timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS)

@@ -128,7 +128,9 @@ def test_a_lead_marked_do_not_email_gets_nothing(first_message, smtp_server, nur
 def test_an_expired_lease_is_marked_unknown_and_never_resent(
     first_message, smtp_server, clock, settings, alice
 ):
-    assert sending._claim(first_message.pk) == "claimed"  # the worker dies right after this
+    assert sending._claim([first_message.pk])[0] == {
+        first_message.pk: "claimed"
+    }  # the worker dies right after this
     clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
 
     assert services.reconcile_expired_leases() == 1

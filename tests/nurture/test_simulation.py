@@ -19,7 +19,7 @@ from tests.celery_worker import BROKERS, celery_worker
 
 MSK = ZoneInfo("Europe/Moscow")
 LIVE = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-SEND = "nurture.tasks.send_message"
+SEND = "nurture.tasks.send_messages"
 
 # Alice moves the lead to nurturing on Thursday 18 December 2025 at 15:00, Moscow time. Three
 # working days apart on the Russian production calendar, inside the 10:00-18:00 window:
@@ -90,16 +90,16 @@ def test_six_emails_go_out_three_working_days_apart_then_nurturing_completes(
             # test must not read while the worker writes: shared-cache tables lock, not wait).
             last = worker.finished.wait_for(number, name=SEND)[-1]
             message = OutboundMessage.objects.get(enrollment=enrollment, number=number)
-            assert (last.args, last.retval) == ((message.pk,), "sent")
+            assert (last.args, last.retval) == (([message.pk],), {message.pk: "sent"})
 
         # A month later beat still runs every minute: there is nothing left to send.
         assert beat_tick(clock, EXPECTED_SENDS[-1] + timedelta(days=31)) == 0
         # A copy of the last task, queued behind anything still on the broker: once the worker
         # has run it, every earlier message has been handled too.
-        tasks.send_message.delay(message.pk)
+        tasks.send_messages.delay([message.pk])
         runs = worker.finished.wait_for(7, name=SEND)
 
-    assert [run.retval for run in runs] == ["sent"] * 6 + ["already sent"]
+    assert [list(run.retval.values()) for run in runs] == [["sent"]] * 6 + [["already sent"]]
     emails = smtp_server.received
     assert len(emails) == 6
     messages = list(OutboundMessage.objects.filter(enrollment=enrollment).order_by("number"))
@@ -149,9 +149,9 @@ def test_a_worker_sends_a_managers_emails_due_together_over_one_smtp_connection(
     with celery_worker(broker, tmp_path) as worker:
         assert beat_tick(clock, EXPECTED_SENDS[0]) == 4
         smtp_server.handler.wait_for(4)
-        runs = worker.finished.wait_for(4, name=SEND)
+        outcomes = worker.finished.wait_for_outcomes(4, name=SEND)
 
-    assert [run.retval for run in runs] == ["sent"] * 4
+    assert list(outcomes.values()) == ["sent"] * 4
     assert sorted(email.rcpt_tos[0] for email in smtp_server.received) == [
         f"client{n}@client.example" for n in range(4)
     ]
@@ -172,5 +172,5 @@ def test_the_embedded_brokers_worker_survives_finding_a_message_still_being_writ
         assert beat_tick(clock, EXPECTED_SENDS[0]) == 1
         [run] = worker.finished.wait_for(1, name=SEND)
 
-    assert run.retval == "sent"
+    assert list(run.retval.values()) == ["sent"]
     assert len(smtp_server.handler.wait_for(1)) == 1

@@ -49,7 +49,7 @@ def sent_email(nurtured_lead, settings, django_capture_on_commit_callbacks):
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        sending.connections.drop()
+        sending.connections.reset()
         app.conf.task_always_eager = True
         try:
             due = nurtured_lead.enrollments.get().next_send_at
@@ -58,7 +58,7 @@ def sent_email(nurtured_lead, settings, django_capture_on_commit_callbacks):
             [received] = smtp.handler.wait_for(1)
         finally:
             app.conf.task_always_eager = False
-            sending.connections.drop()
+            sending.connections.reset()
     return received.message
 
 

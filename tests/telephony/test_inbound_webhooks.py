@@ -48,14 +48,14 @@ def sent_email(nurtured_lead, settings):
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        sending.connections.drop()
+        sending.connections.reset()
         app.conf.task_always_eager = True  # the send runs as the dispatch commits
         try:
             nurture_services.dispatch_due(now=nurtured_lead.enrollments.get().next_send_at)
             [received] = smtp.handler.wait_for(1)
         finally:
             app.conf.task_always_eager = False
-            sending.connections.drop()
+            sending.connections.reset()
     return received.message
 
 
