@@ -425,7 +425,9 @@ def batched_sends(message_ids: list[int]) -> tuple[dict, float]:
     return outcomes, t.seconds
 
 
-def celery_worker_sends(message_ids: list[int], sink_port: int, timeout: float) -> float | None:
+def celery_worker_sends(
+    message_ids: list[int], sink_port: int, connections: int, timeout: float
+) -> float | None:
     """Sends through one `celery worker --pool=solo` subprocess; seconds from enqueueing the first
     task to the last message recorded as sent, or None if it did not finish in `timeout`."""
     from crm.celery import app
@@ -439,6 +441,7 @@ def celery_worker_sends(message_ids: list[int], sink_port: int, timeout: float) 
         "EMAIL_PORT": str(sink_port),
         "EMAIL_USE_TLS": "false",
         "EMAIL_USE_SSL": "false",
+        "NURTURE_SEND_CONNECTIONS": str(connections),
     }
     env.pop("EMAIL_URL", None)
     app.control.purge()
@@ -629,50 +632,56 @@ def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
 
 
 def measure_sends(results: Results, args) -> None:
-    """(b) Sends in this process, then through one Celery worker, to an SMTP sink process."""
+    """(b) Sends in this process (once per number of connections asked for), then through one
+    Celery worker, to an SMTP sink process."""
     from django.conf import settings
 
     from nurture.models import OutboundMessage
 
+    widths = [int(width) for width in args.send_connections.split(",")]
     sink = SinkProcess()
     try:
         point_email_at(sink.port)
         warmup = 200
+        wanted = (warmup + args.sends) * len(widths) + args.worker_sends
         queued_ids = list(
             OutboundMessage.objects.filter(state="queued")
             .order_by("pk")
-            .values_list("pk", flat=True)[: warmup + args.sends + args.worker_sends]
+            .values_list("pk", flat=True)[:wanted]
         )
-        timed_ids = queued_ids[warmup : warmup + args.sends]
-        worker_ids = queued_ids[warmup + args.sends :]
-        batched_sends(queued_ids[:warmup])
-        results.start()
-        outcomes, seconds = batched_sends(timed_ids)
-        received = sink.count()
-        results.add(
-            "(b) send_messages, 1 process",
-            len(timed_ids) / seconds,
-            "emails/s",
-            f"{len(timed_ids):,} messages, nurture.sending.send_messages() on "
-            f"{settings.NURTURE_SEND_BATCH} at a time, one SMTP "
-            f"connection reused; outcomes {outcomes}; the sink got {received:,} "
-            f"(with {warmup} warm-up)",
-        )
-        print(f"(b) {len(timed_ids):,} sends in {seconds:.1f}s")
+        for width in widths:
+            settings.NURTURE_SEND_CONNECTIONS = width
+            warmup_ids, queued_ids = queued_ids[:warmup], queued_ids[warmup:]
+            timed_ids, queued_ids = queued_ids[: args.sends], queued_ids[args.sends :]
+            batched_sends(warmup_ids)
+            before = sink.count()
+            results.start()
+            outcomes, seconds = batched_sends(timed_ids)
+            received = sink.count() - before
+            results.add(
+                f"(b) send_messages, 1 process, {width} conn.",
+                len(timed_ids) / seconds,
+                "emails/s",
+                f"{len(timed_ids):,} messages, nurture.sending.send_messages() on "
+                f"{settings.NURTURE_SEND_BATCH} at a time, NURTURE_SEND_CONNECTIONS={width} "
+                f"(each reused); outcomes {outcomes}; the sink got {received:,}",
+            )
+            print(f"(b) {len(timed_ids):,} sends over {width} connection(s) in {seconds:.1f}s")
+        worker_ids = queued_ids[: args.worker_sends]
         if not worker_ids:
             return
         results.start()
-        seconds = celery_worker_sends(worker_ids, sink.port, timeout=900)
+        seconds = celery_worker_sends(worker_ids, sink.port, widths[-1], timeout=900)
         if seconds is None:
             results.add("(b) celery worker, solo", "timeout", "", f"{len(worker_ids):,} tasks")
             return
         results.add(
-            "(b) celery worker, solo",
+            f"(b) celery worker, solo, {widths[-1]} conn.",
             len(worker_ids) / seconds,
             "emails/s",
             f"{len(worker_ids):,} messages in send_messages tasks of {settings.NURTURE_SEND_BATCH} "
-            "through Redis to one `celery worker "
-            "--pool=solo --concurrency=1`, from the first enqueued to the last sent",
+            "through Redis to one `celery worker --pool=solo --concurrency=1`, from the first "
+            "enqueued to the last sent",
         )
         print(f"(b) the worker sent {len(worker_ids):,} in {seconds:.1f}s")
     finally:
@@ -716,7 +725,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="dispatch_due's batch size")
     parser.add_argument("--redis-subset", type=int, default=20_000)
     parser.add_argument("--sends", type=int, default=3_000)
-    parser.add_argument("--worker-sends", type=int, default=1_000, help="0 skips the worker run")
+    parser.add_argument("--worker-sends", type=int, default=3_000, help="0 skips the worker run")
+    parser.add_argument(
+        "--send-connections",
+        default="1,3",
+        help="NURTURE_SEND_CONNECTIONS values to measure in-process sends with (the last one "
+        "for the worker run too)",
+    )
     parser.add_argument("--idle-runs", type=int, default=200)
     parser.add_argument("--profile", action="store_true", help="cProfile the dispatch run")
     parser.add_argument("--allow-sqlite", action="store_true")

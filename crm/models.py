@@ -176,7 +176,11 @@ class Activity(models.Model):
         NOTE = "note", _("Note")
 
     lead = models.ForeignKey(
-        Lead, on_delete=models.CASCADE, related_name="activities", verbose_name=_("lead")
+        Lead,
+        on_delete=models.CASCADE,
+        related_name="activities",
+        verbose_name=_("lead"),
+        db_index=False,  # the (lead, -created_at) index serves lookups by lead
     )
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     actor = models.ForeignKey(
@@ -218,6 +222,7 @@ class Notification(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="notifications",
+        db_index=False,  # the (user, is_read, -created_at) index serves lookups by user
         verbose_name=_("user"),
     )
     lead = models.ForeignKey(

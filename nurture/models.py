@@ -136,8 +136,14 @@ class OutboundMessage(models.Model):
         UNKNOWN = "unknown", _("unknown (lease expired)")
         CANCELLED = "cancelled", _("cancelled")
 
+    # Lookups by enrollment use the unique (enrollment, number) index, by sender the
+    # (sender, scheduled_for) one: fewer indexes to keep up on every insert and update.
     enrollment = models.ForeignKey(
-        Enrollment, on_delete=models.CASCADE, related_name="messages", verbose_name=_("enrollment")
+        Enrollment,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("enrollment"),
+        db_index=False,
     )
     number = models.PositiveSmallIntegerField(_("number"))
     state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.QUEUED)
@@ -147,16 +153,15 @@ class OutboundMessage(models.Model):
         null=True,
         related_name="+",
         verbose_name=_("sender"),
+        db_index=False,
     )
     scheduled_for = models.DateTimeField(_("scheduled for"))
     to_email = models.EmailField(_("to"), blank=True)
     subject = models.CharField(_("subject"), max_length=300, blank=True)
     body_text = models.TextField(_("plain-text body"), blank=True)
     body_html = models.TextField(_("HTML body"), blank=True)
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True, db_index=True)
-    provider_message_id = models.CharField(
-        _("provider's message id"), max_length=255, blank=True, db_index=True
-    )
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    provider_message_id = models.CharField(_("provider's message id"), max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
     retry_at = models.DateTimeField(_("retry at"), null=True, blank=True)
@@ -175,6 +180,9 @@ class OutboundMessage(models.Model):
         ]
         indexes = [
             models.Index(fields=["sender", "scheduled_for"], name="outbound_sender_slot_idx"),
+            # Exact matches only (replies' In-Reply-To, ESP events): no LIKE index beside them.
+            models.Index(fields=["message_id"], name="outbound_message_id_idx"),
+            models.Index(fields=["provider_message_id"], name="outbound_provider_id_idx"),
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(state="sending"),

@@ -247,3 +247,43 @@ def test_dispatched_messages_go_to_the_workers_in_batches_of_the_configured_size
         dict.fromkeys(ids[4:5], "sent"),
     ]
     assert len(smtp_server.handler.wait_for(5)) == 5
+
+
+@pytest.mark.parametrize("width", [2, 3])
+def test_a_batch_over_several_connections_sends_each_email_once(
+    nurtured_leads, dispatched, smtp_server, settings, width
+):
+    settings.NURTURE_SEND_CONNECTIONS = width
+    leads = nurtured_leads(9)
+    ids = dispatched()
+
+    assert sending.send_messages(ids) == dict.fromkeys(ids, "sent")
+
+    emails = smtp_server.handler.wait_for(9)
+    assert sorted(e.rcpt_tos[0] for e in emails) == sorted(lead.email for lead in leads)
+    assert len({e["Message-ID"] for e in emails}) == 9
+    # Each sending thread opened its own connection to this test's server (a thread's
+    # connection from an earlier test is replaced), and kept it from send to send.
+    assert smtp_server.handler.connections <= width
+    assert states(ids) == [(State.SENT,)] * 9
+
+
+def test_when_the_server_goes_away_under_several_connections_nothing_is_sent_twice_or_lost(
+    nurtured_leads, dispatched, smtp_server, settings
+):
+    settings.NURTURE_SEND_CONNECTIONS = 3
+    nurtured_leads(9)
+    ids = dispatched()
+    smtp_server.handler.reply_to_data = ["421 4.3.2 Shutting down"]
+
+    outcomes = sending.send_messages(ids)
+
+    rows = dict(OutboundMessage.objects.filter(pk__in=ids).values_list("pk", "state"))
+    received = {e["Message-ID"] for e in smtp_server.received}
+    message_ids = dict(OutboundMessage.objects.filter(pk__in=ids).values_list("pk", "message_id"))
+    assert "retry" in outcomes.values()
+    for pk in ids:
+        assert outcomes[pk] in {"sent", "retry"}
+        assert rows[pk] == outcomes[pk]
+        assert (message_ids[pk] in received) == (outcomes[pk] == "sent")
+    assert len(smtp_server.received) == list(outcomes.values()).count("sent")
