@@ -2,11 +2,11 @@
 
 A batch is claimed in one transaction (each message moves to `sending` with a lease, which is
 committed before any SMTP traffic), then delivered: the batch's leads, enrollments and messages
-are locked in that order, every message is checked again and sent over the reused connection,
-and the outcomes are recorded in bulk before the locks go. A stop (status change, halt) that
-commits first is seen and nothing goes out; one that comes later waits for the batch. A batch
-keeps its locks at most about DELIVERY_SECONDS plus one send: the rest of it is delivered in the
-next transaction.
+are locked in that order, every message is checked again and sent over the worker's reused
+connection (or NURTURE_SEND_CONNECTIONS of them at once), and the outcomes are recorded in bulk
+before the locks go. A stop (status change, halt) that commits first is seen and nothing goes
+out; one that comes later waits for the batch. A batch keeps its locks at most about
+DELIVERY_SECONDS plus one send: the rest of it is delivered in the next transaction.
 """
 
 import logging
@@ -178,6 +178,7 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
     """Render each message that may go and move it to `sending` with a lease; return what
     happened to each, and the claimed messages."""
     now = timezone.now()
+    message_ids = list(dict.fromkeys(message_ids))  # each once, in the order given
     messages = {
         message.pk: message
         for message in OutboundMessage.objects.select_for_update(of=("self",))

@@ -287,3 +287,12 @@ def test_when_the_server_goes_away_under_several_connections_nothing_is_sent_twi
         assert rows[pk] == outcomes[pk]
         assert (message_ids[pk] in received) == (outcomes[pk] == "sent")
     assert len(smtp_server.received) == list(outcomes.values()).count("sent")
+
+
+def test_a_message_twice_in_one_batch_is_sent_once(nurtured_leads, dispatched, smtp_server):
+    nurtured_leads(2)
+    first, second = dispatched()
+
+    assert sending.send_messages([first, second, first]) == {first: "sent", second: "sent"}
+    assert len(smtp_server.handler.wait_for(2)) == 2
+    assert len(smtp_server.received) == 2
