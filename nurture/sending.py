@@ -16,7 +16,7 @@ import threading
 import time as clock
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import make_msgid
 
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
@@ -305,7 +305,7 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
                 outcomes[message.pk] = _retry_or_fail(message, server_down)
             # else out of time: still claimed, for the next call
         elif transmission.error is None:
-            _mark_sent(message, transmission.email)
+            _mark_sent(message, transmission)
             outcomes[message.pk] = "sent"
             sent.append(message)
         else:
@@ -320,6 +320,7 @@ class Transmission:
     email: EmailMessage
     tried: bool = False
     error: Exception | None = None
+    accepted_at: datetime | None = None  # when the backend took it
 
 
 def _transmit(transmissions: list[Transmission], *, deadline: float) -> str:
@@ -338,6 +339,7 @@ def _transmit(transmissions: list[Transmission], *, deadline: float) -> str:
         transmission.tried = True
         try:
             connections.get().send_messages([transmission.email])
+            transmission.accepted_at = timezone.now()
         except Exception as error:  # noqa: BLE001 - kept for the caller to sort
             connections.drop()
             transmission.error = error
@@ -365,12 +367,12 @@ def _pool(width: int) -> ThreadPoolExecutor:
     return _pools[width]
 
 
-def _mark_sent(message: OutboundMessage, email: EmailMessage) -> None:
+def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
     message.state = State.SENT
-    message.sent_at = timezone.now()
+    message.sent_at = transmission.accepted_at
     message.lease_expires_at = None
     message.error = ""
-    status = getattr(email, "anymail_status", None)
+    status = getattr(transmission.email, "anymail_status", None)
     message.provider_message_id = (status.message_id if status else None) or message.message_id
 
 
