@@ -59,6 +59,13 @@ def states(ids):
     return list(OutboundMessage.objects.filter(pk__in=ids).order_by("pk").values_list("state"))
 
 
+def assert_one_email_each(smtp_server, leads):
+    """Every lead got exactly one email, each with a Message-ID of its own."""
+    emails = smtp_server.handler.wait_for(len(leads))
+    assert sorted(e.rcpt_tos[0] for e in emails) == sorted(lead.email for lead in leads)
+    assert len({e["Message-ID"] for e in emails}) == len(leads)
+
+
 def test_a_batch_is_sent_over_one_connection_and_recorded_for_each_lead(
     nurtured_leads, dispatched, smtp_server, alice
 ):
@@ -67,9 +74,7 @@ def test_a_batch_is_sent_over_one_connection_and_recorded_for_each_lead(
 
     assert sending.send_messages(ids) == dict.fromkeys(ids, "sent")
 
-    emails = smtp_server.handler.wait_for(5)
-    assert sorted(e.rcpt_tos[0] for e in emails) == sorted(lead.email for lead in leads)
-    assert len({e["Message-ID"] for e in emails}) == 5
+    assert_one_email_each(smtp_server, leads)
     assert smtp_server.handler.connections == 1
     assert states(ids) == [(State.SENT,)] * 5
     assert sorted(Notification.objects.filter(user=alice).values_list("message", flat=True)) == [
@@ -259,9 +264,7 @@ def test_a_batch_over_several_connections_sends_each_email_once(
 
     assert sending.send_messages(ids) == dict.fromkeys(ids, "sent")
 
-    emails = smtp_server.handler.wait_for(9)
-    assert sorted(e.rcpt_tos[0] for e in emails) == sorted(lead.email for lead in leads)
-    assert len({e["Message-ID"] for e in emails}) == 9
+    assert_one_email_each(smtp_server, leads)
     # Each sending thread opened its own connection to this test's server (a thread's
     # connection from an earlier test is replaced), and kept it from send to send.
     assert smtp_server.handler.connections <= width
