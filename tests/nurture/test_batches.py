@@ -299,3 +299,15 @@ def test_a_message_twice_in_one_batch_is_sent_once(nurtured_leads, dispatched, s
     assert sending.send_messages([first, second, first]) == {first: "sent", second: "sent"}
     assert len(smtp_server.handler.wait_for(2)) == 2
     assert len(smtp_server.received) == 2
+
+
+def test_a_single_message_task_from_before_batches_is_still_carried_out(
+    nurtured_leads, dispatched, smtp_server
+):
+    from nurture import tasks
+
+    nurtured_leads(1)
+    [message_id] = dispatched()
+
+    assert tasks.send_message.apply(args=(message_id,)).get() == "sent"
+    assert len(smtp_server.handler.wait_for(1)) == 1
