@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
@@ -68,6 +69,7 @@ def apply_event(source: str, event: CallEventData) -> Call | None:
             return None
         call = _locked_call(source, event)
         _fold(call, event)
+        call.received_at = timezone.now()
         call.save()
         stored.call = call
         stored.save(update_fields=["call"])

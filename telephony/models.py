@@ -63,6 +63,9 @@ class Call(models.Model):
     recording_url = models.URLField(_("recording"), max_length=500, blank=True)
     transferred_to = models.CharField(_("transferred to"), max_length=50, blank=True)
     last_event_at = models.DateTimeField(_("last event at"))
+    # The CRM's own clock, not the PBX's: what "still ringing" is judged by, so a PBX whose
+    # clock is off (or that sends local time as UTC) cannot hide the caller's card.
+    received_at = models.DateTimeField(_("last event received at"), default=timezone.now)
     activity = models.OneToOneField(
         "crm.Activity",
         on_delete=models.SET_NULL,
@@ -84,6 +87,11 @@ class Call(models.Model):
         indexes = [
             models.Index(fields=["agent", "started_at"]),
             models.Index(fields=["extension", "state"], name="call_ringing_idx"),
+            models.Index(
+                fields=["agent", "received_at"],
+                condition=Q(state="ringing"),
+                name="call_ringing_agent_idx",
+            ),
         ]
 
     def __str__(self):

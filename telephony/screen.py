@@ -21,7 +21,8 @@ from crm.selectors import can_see_all_leads
 from nurture.models import Enrollment
 from telephony.models import AgentState, Call
 
-# A call still "ringing" after this long lost its end event somewhere: no card for it.
+# A call still "ringing" this long after its last event reached the CRM lost its end event
+# somewhere: no card for it.
 RINGING_WINDOW = timedelta(minutes=3)
 MAX_CALLS = 5
 RECENT_ACTIVITIES = 5
@@ -43,7 +44,7 @@ def ringing_calls(user, *, now: datetime | None = None):
     """Calls ringing on `user`'s extension now, newest first, with what their cards need."""
     since = (now or timezone.now()) - RINGING_WINDOW
     return (
-        Call.objects.filter(agent=user, state=Call.State.RINGING, started_at__gte=since)
+        Call.objects.filter(agent=user, state=Call.State.RINGING, received_at__gte=since)
         .exclude(direction=Call.Direction.INTERNAL)
         .select_related("lead__status", "lead__responsible__profile")
         .prefetch_related(

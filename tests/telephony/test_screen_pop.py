@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -121,9 +122,24 @@ def test_the_card_goes_once_the_call_stops_ringing(client, alice, nurtured_lead,
 
 
 def test_a_call_ringing_for_ages_lost_its_end_and_pops_nothing(client, alice, nurtured_lead, ring):
-    ring("call.ringing", ago=timedelta(minutes=10))
+    ring("call.ringing")
 
-    assert cards_for(client, alice) == []
+    with time_machine.travel(timezone.now() + timedelta(minutes=2), tick=False):
+        assert len(cards_for(client, alice)) == 1
+    with time_machine.travel(timezone.now() + timedelta(minutes=10), tick=False):
+        assert cards_for(client, alice) == []
+
+
+@pytest.mark.parametrize("pbx_clock_off", [timedelta(hours=3), -timedelta(hours=3)])
+def test_a_pbx_clock_far_off_does_not_hide_the_card(
+    client, alice, nurtured_lead, ring, pbx_clock_off
+):
+    """Whether the call still rings is judged by when its events reached the CRM: a PBX that
+    sends Moscow time as UTC (three hours off) still pops the card."""
+    ring("call.ringing", ago=pbx_clock_off)
+
+    [card] = cards_for(client, alice)
+    assert card["lead"]["id"] == nurtured_lead.pk
 
 
 def test_internal_calls_pop_nothing(client, alice, bob, ring):
