@@ -31,10 +31,22 @@ def follow_call(user, call: Call, event_type: str) -> AgentState:
 
 
 def set_away(user, away: bool) -> AgentState:
-    """The manager's own switch: away (do not disturb) or back."""
+    """The manager's own switch: away (do not disturb) or back (to what their call, if one is
+    still on, makes them)."""
     state = state_of(user)
     state.away = away
-    state.state = AgentState.State.AWAY if away else AgentState.State.AVAILABLE
+    state.state = AgentState.State.AWAY if away else _state_from_calls(user)
     state.changed_at = timezone.now()
     state.save()
     return state
+
+
+def _state_from_calls(user) -> str:
+    call = Call.objects.filter(agent=user).order_by("-started_at", "-id").first()
+    if call is None or call.is_over or call.state == Call.State.TRANSFERRED:
+        return AgentState.State.AVAILABLE
+    if call.state == Call.State.RINGING and (
+        call.received_at < timezone.now() - Call.RINGING_WINDOW
+    ):
+        return AgentState.State.AVAILABLE  # it lost its end event
+    return STATE_FOR_CALL[call.state]

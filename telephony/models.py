@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -75,6 +77,10 @@ class Call(models.Model):
         verbose_name=_("timeline entry"),
     )
     missed_call_notified = models.BooleanField(default=False, editable=False)
+
+    # A call still "ringing" this long after its last event reached the CRM lost its end event
+    # somewhere: no card for it, and it keeps nobody "ringing".
+    RINGING_WINDOW = timedelta(minutes=3)
     duration_from_pbx = models.BooleanField(default=False, editable=False)
 
     class Meta:

@@ -6,7 +6,7 @@ while nothing rings (the common case), a fixed handful while something does, how
 activities or candidate leads there are.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -21,9 +21,6 @@ from crm.selectors import can_see_all_leads
 from nurture.models import Enrollment
 from telephony.models import AgentState, Call
 
-# A call still "ringing" this long after its last event reached the CRM lost its end event
-# somewhere: no card for it.
-RINGING_WINDOW = timedelta(minutes=3)
 MAX_CALLS = 5
 RECENT_ACTIVITIES = 5
 CANDIDATES = 10
@@ -42,7 +39,7 @@ class Kind:
 
 def ringing_calls(user, *, now: datetime | None = None):
     """Calls ringing on `user`'s extension now, newest first, with what their cards need."""
-    since = (now or timezone.now()) - RINGING_WINDOW
+    since = (now or timezone.now()) - Call.RINGING_WINDOW
     return (
         Call.objects.filter(agent=user, state=Call.State.RINGING, received_at__gte=since)
         .exclude(direction=Call.Direction.INTERNAL)

@@ -1,4 +1,8 @@
+from datetime import timedelta
+
 import pytest
+import time_machine
+from django.utils import timezone
 
 from crm.models import Activity, Notification
 from nurture.models import Enrollment
@@ -100,6 +104,40 @@ def test_a_manager_who_is_away_stays_away(calling_lead, alice, call_event, apply
     apply(call_event("call.ringing"), call_event("call.ended", seconds=10))
 
     assert state_of(alice).state == AgentState.State.AWAY
+
+
+@pytest.mark.parametrize(
+    ("events", "back_to"),
+    [
+        ([], AgentState.State.AVAILABLE),
+        (["call.ringing"], AgentState.State.RINGING),
+        (["call.ringing", "call.answered"], AgentState.State.BUSY),
+        (["call.ringing", "call.answered", "call.held"], AgentState.State.ON_HOLD),
+        (["call.ringing", "call.answered", "call.ended"], AgentState.State.AVAILABLE),
+    ],
+)
+def test_a_manager_back_from_away_is_what_her_call_makes_her(
+    calling_lead, alice, call_event, apply, events, back_to
+):
+    set_away(alice, True)
+    apply(*(call_event(type, seconds=n) for n, type in enumerate(events)))
+    assert state_of(alice).state == AgentState.State.AWAY
+
+    set_away(alice, False)
+
+    assert state_of(alice).state == back_to
+
+
+def test_back_from_away_a_call_that_lost_its_end_keeps_nobody_ringing(
+    calling_lead, alice, call_event, apply
+):
+    set_away(alice, True)
+    apply(call_event("call.ringing"))
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=10), tick=False):
+        set_away(alice, False)
+
+    assert state_of(alice).state == AgentState.State.AVAILABLE
 
 
 def test_an_outbound_call_is_logged_but_does_not_stop_nurturing(calling_lead, call_event, apply):
