@@ -182,7 +182,11 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
     messages = {
         message.pk: message
         for message in OutboundMessage.objects.select_for_update(of=("self",))
-        .select_related("enrollment__sequence", "enrollment__lead", "sender__profile")
+        .select_related(
+            "enrollment__sequence",
+            "enrollment__lead__responsible",
+            "sender__profile",
+        )
         .prefetch_related("enrollment__sequence__templates")
         .filter(pk__in=message_ids)
         .order_by("pk")
@@ -260,14 +264,22 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
     next call."""
     # Lock order everywhere: lead, then enrollment, then message. A status change or a halt
     # waits here until these sends are recorded, or has already won and they do not go out.
-    leads = Lead.objects.select_for_update(of=("self",)).select_related("responsible")
-    leads = leads.filter(pk__in={m.enrollment.lead_id for m in claimed}).order_by("pk")
-    leads = {lead.pk: lead for lead in leads}
-    enrollments = Enrollment.objects.select_for_update(of=("self",)).select_related("sequence")
-    enrollments = enrollments.filter(pk__in={m.enrollment_id for m in claimed}).order_by("pk")
-    enrollments = {enrollment.pk: enrollment for enrollment in enrollments}
-    # The rest of a claimed message is ours alone while it is `sending`: only its state may
-    # have changed (a reconciler that found the lease expired).
+    # Only what may have changed since the claim is read again: the lead's status and address,
+    # the enrollment's state, the message's state (a reconciler may have found its lease
+    # expired); the rest of a `sending` message is ours alone.
+    lead_rows = (
+        Lead.objects.select_for_update()
+        .filter(pk__in={m.enrollment.lead_id for m in claimed})
+        .order_by("pk")
+        .values_list("pk", "status_id", "do_not_email", "email")
+    )
+    leads = {pk: fresh for pk, *fresh in lead_rows}
+    enrollments = dict(
+        Enrollment.objects.select_for_update()
+        .filter(pk__in={m.enrollment_id for m in claimed})
+        .order_by("pk")
+        .values_list("pk", "state")
+    )
     states = dict(
         OutboundMessage.objects.select_for_update()
         .filter(pk__in=[m.pk for m in claimed])
@@ -282,9 +294,9 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
         if message.state is None:
             outcomes[message.pk] = "missing"
             continue
-        enrollment = enrollments[message.enrollment_id]
-        lead = leads[enrollment.lead_id]
-        message.enrollment, enrollment.lead = enrollment, lead
+        enrollment, lead = message.enrollment, message.enrollment.lead
+        enrollment.state = enrollments[enrollment.pk]
+        lead.status_id, lead.do_not_email, lead.email = leads[lead.pk]
         if message.state != State.SENDING:
             outcomes[message.pk] = f"already {message.state}"
         elif reason := why_not_send(message, lead, enrollment):
