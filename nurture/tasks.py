@@ -21,5 +21,5 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
 
 @shared_task(ignore_result=True, acks_late=True)
 def send_message(message_id: int) -> str:
-    """One message: what releases before batches published; still accepted."""
+    """A single message, as published before sending went by batches; still accepted."""
     return sending.send_message(message_id)

@@ -43,7 +43,7 @@ def set_away(user, away: bool) -> AgentState:
 
 def _state_from_calls(user) -> str:
     call = Call.objects.filter(agent=user).order_by("-started_at", "-id").first()
-    if call is None or call.is_over or call.state == Call.State.TRANSFERRED:
+    if call is None:
         return AgentState.State.AVAILABLE
     if call.state == Call.State.RINGING and (
         call.received_at < timezone.now() - Call.RINGING_WINDOW
