@@ -55,6 +55,10 @@ class ActivityInline(ReadOnlyInline, admin.TabularInline):
     ordering = ["-created_at", "-id"]
     verbose_name_plural = _("timeline")
 
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("actor")
+        return selectors.with_status_names(queryset)
+
     @admin.display(description=_("what"))
     def description(self, activity):
         return activity.description
@@ -186,7 +190,7 @@ class ActivityAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
+        queryset = selectors.with_status_names(super().get_queryset(request))
         if selectors.can_see_all_leads(request.user):
             return queryset
         return queryset.filter(lead__responsible=request.user)

@@ -206,13 +206,24 @@ class Activity(models.Model):
 
     @property
     def description(self) -> str:
-        """The entry in the reader's language: summaries are stored as untranslated messages."""
+        """The entry in the reader's language: summaries are stored as untranslated messages.
+
+        A status change names its statuses: annotated on the row by
+        `crm.selectors.with_status_names` (lists of entries), else looked up.
+        """
         if self.kind == self.Kind.STATUS_CHANGE:
-            names = {s.code: s.name for s in LeadStatus.objects.all()}
             old, new = self.payload.get("from"), self.payload.get("to")
+            if hasattr(self, "from_status_ru"):
+                statuses = {
+                    old: LeadStatus(name_ru=self.from_status_ru, name_en=self.from_status_en),
+                    new: LeadStatus(name_ru=self.to_status_ru, name_en=self.to_status_en),
+                }
+            else:
+                statuses = {status.code: status for status in LeadStatus.objects.all()}
+            names = {code: status.name for code, status in statuses.items()}
             return gettext("Status: %(old)s → %(new)s") % {
-                "old": names.get(old, old),
-                "new": names.get(new, new),
+                "old": names.get(old) or old,
+                "new": names.get(new) or new,
             }
         return gettext(self.summary)
 

@@ -1,8 +1,9 @@
 """Reads from the CRM domain."""
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KT
 
-from crm.models import Lead
+from crm.models import Lead, LeadStatus
 from crm.phones import to_e164
 
 SUPERVISORS_GROUP = "Supervisors"
@@ -23,6 +24,25 @@ def leads_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
 
 def with_last_activity(queryset: QuerySet) -> QuerySet:
     return queryset.annotate(last_activity_at=Max("activities__created_at"))
+
+
+def with_status_names(activities: QuerySet) -> QuerySet:
+    """Timeline entries with the names of the statuses a status change went between, read in
+    the same query (`Activity.description` uses them)."""
+
+    def name(code, language):
+        statuses = LeadStatus.objects.filter(code=OuterRef(code))
+        return Subquery(statuses.values(f"name_{language}")[:1])
+
+    return activities.annotate(
+        from_status_code=KT("payload__from"), to_status_code=KT("payload__to")
+    ).annotate(
+        **{
+            f"{side}_status_{language}": name(f"{side}_status_code", language)
+            for side in ("from", "to")
+            for language in ("ru", "en")
+        }
+    )
 
 
 def search_leads(queryset: QuerySet, term: str) -> QuerySet:

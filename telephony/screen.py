@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from crm.models import Activity, Lead, LeadStatus
-from crm.selectors import can_see_all_leads
+from crm.models import Activity, Lead
+from crm.selectors import can_see_all_leads, with_status_names
 from nurture.models import Enrollment
 from telephony.models import AgentState, Call
 
@@ -47,7 +47,9 @@ def ringing_calls(user, *, now: datetime | None = None):
         .prefetch_related(
             Prefetch(
                 "lead__activities",
-                queryset=Activity.objects.order_by("-created_at", "-id")[:RECENT_ACTIVITIES],
+                queryset=with_status_names(Activity.objects.order_by("-created_at", "-id"))[
+                    :RECENT_ACTIVITIES
+                ],
                 to_attr="recent_activities",
             ),
             Prefetch(
@@ -99,7 +101,6 @@ class _CardMaker:
     def __init__(self, user):
         self.user = user
         self._sees_all = None
-        self._status_names = None
 
     def sees(self, lead: Lead) -> bool:
         if lead.responsible_id == self.user.pk:
@@ -145,7 +146,7 @@ class _CardMaker:
             "activities": [
                 {
                     "when": date_format(timezone.localtime(activity.created_at), ACTIVITY_FORMAT),
-                    "text": self.describe(activity),
+                    "text": activity.description,
                 }
                 for activity in lead.recent_activities
             ],
@@ -169,18 +170,6 @@ class _CardMaker:
         if not owners:
             return gettext("The caller's lead has no responsible manager; ask a supervisor.")
         return gettext("The caller is a lead of %(managers)s.") % {"managers": ", ".join(owners)}
-
-    def describe(self, activity: Activity) -> str:
-        """`Activity.description`, but reading the status names once for all entries."""
-        if activity.kind != Activity.Kind.STATUS_CHANGE:
-            return activity.description
-        if self._status_names is None:
-            self._status_names = {status.code: status.name for status in LeadStatus.objects.all()}
-        old, new = activity.payload.get("from"), activity.payload.get("to")
-        return gettext("Status: %(old)s → %(new)s") % {
-            "old": self._status_names.get(old, old),
-            "new": self._status_names.get(new, new),
-        }
 
 
 def nurture_step(enrollment: Enrollment) -> str:

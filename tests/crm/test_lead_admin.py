@@ -1,6 +1,9 @@
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from crm import services as crm_services
 from crm.models import Activity, Lead
 
 
@@ -104,6 +107,47 @@ def test_the_timeline_is_shown_read_only_on_the_lead(as_alice, make_lead, alice)
 
     assert "Lead created" in page
     assert 'name="activities-0-summary"' not in page
+
+
+def status_changes(lead, alice, count):
+    for n in range(count):
+        crm_services.change_status(lead, "in_progress" if n % 2 == 0 else "new", by=alice)
+
+
+def test_the_timeline_names_the_statuses_with_the_same_queries_however_long(
+    as_alice, make_lead, alice
+):
+    lead = make_lead(alice)
+    page = reverse("admin:crm_lead_change", args=[lead.pk])
+    status_changes(lead, alice, 2)
+    with CaptureQueriesContext(connection) as short:
+        as_alice.get(page)
+
+    status_changes(lead, alice, 6)
+    with CaptureQueriesContext(connection) as long:
+        html = as_alice.get(page).content.decode()
+
+    assert "Status: New → In progress" in html
+    assert "Status: In progress → New" in html
+    assert len(long) == len(short)
+
+
+def test_the_activity_list_names_the_statuses_with_the_same_queries_however_long(
+    as_alice, make_lead, alice
+):
+    lead = make_lead(alice)
+    page = reverse("admin:crm_activity_changelist")
+    status_changes(lead, alice, 2)
+    with CaptureQueriesContext(connection) as short:
+        as_alice.get(page)
+
+    status_changes(lead, alice, 6)
+    with CaptureQueriesContext(connection) as long:
+        html = as_alice.get(page).content.decode()
+
+    assert html.count("Status: In progress → New") == 4
+    assert "Status: New → In progress" in html
+    assert len(long) == len(short)
 
 
 def test_the_move_to_status_action_asks_for_the_status_then_moves(

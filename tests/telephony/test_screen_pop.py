@@ -219,8 +219,9 @@ def test_the_screen_pop_takes_a_few_queries(
     ring("call.ringing", call_id="call-2", from_number="+7 903 111-22-33")
     client.force_login(alice)
 
-    # Session and user, the calls, their activities, enrollments and candidates, the status
-    # names, alice's permissions and her agent state: whatever the number of calls or entries.
+    # Session and user, the calls, their activities (with their status names), enrollments
+    # and candidates, alice's permissions and her agent state: whatever the number of calls or
+    # entries.
     with django_assert_max_num_queries(10):
         assert len(client.get(SCREEN_POP).json()["calls"]) == 2
 
