@@ -28,8 +28,8 @@ from crm.models import Activity, Lead, LeadStatus
 from crm.services import record_activity
 from nurture.models import Enrollment, OutboundMessage
 from nurture.services import mark_address
-from telephony.models import InboundContact, InboundEmail, RejectedPayload
-from telephony.services import record_inbound_contact
+from telephony.models import InboundContact, InboundEmail
+from telephony.services import keep_rejected, record_inbound_contact
 
 logger = logging.getLogger(__name__)
 
@@ -264,15 +264,24 @@ def _mark(lead: Lead, inbound: InboundEmail, details: dict) -> None:
     )
 
 
-def reject(source: str, error: Exception | str, raw: bytes | str, headers: dict | None = None):
-    """Keep a message that could not be handled, for inspection."""
+def reject(
+    source: str,
+    error: Exception | str,
+    raw: bytes | str,
+    headers: dict | None = None,
+    *,
+    message_id: str = "",
+):
+    """Keep a message that could not be handled, for inspection (once, however often it is
+    delivered, when its Message-ID is known)."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
-    return RejectedPayload.objects.create(
-        source=source[:50],
-        error=clean(str(error))[:500],
-        body=clean(raw)[: MAX_TEXT * 4],
-        headers=headers or {},
+    return keep_rejected(
+        source[:50],
+        clean(str(error))[:500],
+        clean(raw)[: MAX_TEXT * 4],
+        headers or {},
+        identity=message_id,
     )
 
 

@@ -139,18 +139,28 @@ class CallEvent(models.Model):
 
 
 class RejectedPayload(models.Model):
-    """Input that could not be used (bad JSON, missing fields), kept for inspection."""
+    """Input that could not be used (bad JSON, missing fields), kept for inspection; the same
+    body from the same source again (a sender retrying) is counted, not kept twice."""
 
     source = models.CharField(_("source"), max_length=50)
     error = models.CharField(_("error"), max_length=500)
     body = models.TextField(_("body"), blank=True)
+    digest = models.CharField(max_length=64, blank=True, editable=False)  # SHA-256 of the body
     headers = models.JSONField(_("headers"), default=dict)
     received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    times = models.PositiveIntegerField(_("times received"), default=1)
 
     class Meta:
         ordering = ["-received_at"]
         verbose_name = _("rejected payload")
         verbose_name_plural = _("rejected payloads")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "digest"],
+                condition=~Q(digest=""),
+                name="one_rejected_payload_per_body",
+            )
+        ]
 
     def __str__(self):
         return f"{self.source}: {self.error}"

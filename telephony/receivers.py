@@ -26,7 +26,8 @@ def receive_inbound_email(sender, event, esp_name, **kwargs):
         raise
     except Exception as error:
         logger.exception("%s: an incoming message could not be handled", source)
-        mail.reject(source, error, _raw(event.message))
+        message_id = str(event.message.get("Message-ID") or "").strip()
+        mail.reject(source, error, _raw(event.message), message_id=message_id)
         raise BadRequest("the message could not be handled") from error
 
 

@@ -1,13 +1,17 @@
-"""The one way a call or a letter from a lead reaches the CRM."""
+"""The one way a call or a letter from a lead reaches the CRM, and where what could not be
+used is kept."""
 
+import hashlib
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
 from crm.models import Activity, Lead, LeadStatus
-from telephony.models import InboundContact
+from telephony.models import InboundContact, RejectedPayload
 
 CHANNEL_ACTIVITY = {
     InboundContact.Channel.CALL: Activity.Kind.CALL,
@@ -53,3 +57,25 @@ def record_inbound_contact(
     if lead.status.kind == LeadStatus.Kind.NURTURING:
         crm_services.change_status(lead, "in_progress", reason=CHANNEL_REASON[channel])
     return activity
+
+
+def keep_rejected(
+    source: str, error: str, body: str, headers: dict, *, identity: str = ""
+) -> RejectedPayload:
+    """Keep input that could not be used, for somebody to look at. The same input from the
+    same source again (a PBX or an ESP retrying) only counts one more time, with its latest
+    error and headers: a duplicate changes nothing else. What makes two the same is `identity`
+    (a letter's Message-ID, say) if given, else the body."""
+    digest = hashlib.sha256((identity or body).encode("utf-8", "surrogatepass")).hexdigest()
+    same = RejectedPayload.objects.filter(source=source, digest=digest)
+    changes = {"times": F("times") + 1, "received_at": timezone.now(), "error": error}
+    if same.update(**changes, headers=headers):
+        return same.get()
+    try:
+        with transaction.atomic():
+            return RejectedPayload.objects.create(
+                source=source, error=error, body=body, digest=digest, headers=headers
+            )
+    except IntegrityError:  # the same body arrived at the same moment, and won
+        same.update(**changes, headers=headers)
+        return same.get()

@@ -28,6 +28,7 @@ from django.views.decorators.http import require_POST
 from telephony import signatures
 from telephony.calls import EVENT_TYPES, CallEventData, apply_event
 from telephony.models import Call, RejectedPayload
+from telephony.services import keep_rejected
 
 logger = logging.getLogger(__name__)
 
@@ -254,9 +255,7 @@ def reject(request, body: bytes, error: str) -> RejectedPayload:
     text = body[:MAX_BODY].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
     headers["Remote-Addr"] = request.META.get("REMOTE_ADDR", "")
-    return RejectedPayload.objects.create(
-        source=SOURCE, error=error[:500], body=text, headers=headers
-    )
+    return keep_rejected(SOURCE, error[:500], text, headers)
 
 
 def _error(error: InvalidEvent, *, status: int = 400) -> JsonResponse:

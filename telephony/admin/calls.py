@@ -318,11 +318,11 @@ class CallEventAdmin(ReadOnlyAdmin):
 
 @admin.register(RejectedPayload)
 class RejectedPayloadAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "source", "error"]
+    list_display = ["received_at", "source", "error", "times"]
     list_filter = ["source"]
     search_fields = ["error"]
     date_hierarchy = "received_at"
-    fields = ["source", "received_at", "error", "raw_body", "raw_headers"]
+    fields = ["source", "received_at", "times", "error", "raw_body", "raw_headers"]
     readonly_fields = fields
 
     @admin.display(description=_("body"))

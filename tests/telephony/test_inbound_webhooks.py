@@ -214,6 +214,15 @@ def test_a_message_that_cannot_be_handled_is_kept_and_answered_400(
     assert (rejected.source, rejected.error) == ("anymail:Postmark", "cannot handle this one")
     assert "From: Ivan Petrov <ivan@client.example>" in rejected.body
 
+    # Postmark retries a message answered 400: it is counted again, not kept again.
+    again = post(
+        f"{live_server.url}/anymail/postmark/inbound/",
+        body,
+        {"Content-Type": "application/json", **auth()},
+    )
+    assert again == 400
+    assert RejectedPayload.objects.values_list("times", flat=True).get() == 2
+
 
 # --- Mailgun: raw MIME, signed --------------------------------------------------------------
 

@@ -239,6 +239,16 @@ def test_signed_but_unusable_payloads_answer_400_naming_the_field_and_are_kept(c
     assert {**counts(), "RejectedPayload": before["RejectedPayload"]} == before
 
 
+@LIVE
+def test_a_rejected_payload_sent_again_is_kept_once_and_counted(calling_lead, send):
+    body = json.dumps(event("call.exploded")).encode()
+
+    assert [send(body)[0], send(body)[0], send(body + b" ")[0]] == [400, 400, 400]
+
+    kept = list(RejectedPayload.objects.order_by("id").values_list("body", "times"))
+    assert kept == [(body.decode(), 2), (body.decode() + " ", 1)]
+
+
 @pytest.mark.slow
 @LIVE
 def test_a_body_over_the_cap_is_refused_unread_and_not_stored(calling_lead, send, settings):
