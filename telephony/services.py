@@ -76,6 +76,6 @@ def keep_rejected(
             return RejectedPayload.objects.create(
                 source=source, error=error, body=body, digest=digest, headers=headers
             )
-    except IntegrityError:  # the same body arrived at the same moment, and won
+    except IntegrityError:  # the same input arrived at the same moment, and won
         same.update(**changes, headers=headers)
         return same.get()
