@@ -138,8 +138,8 @@ class ConnectionCache(threading.local):
 connections = ConnectionCache()
 
 
-def why_not_send(message: OutboundMessage, lead: Lead, enrollment: Enrollment) -> str:
-    """Empty when the message may go out now; otherwise why not."""
+def why_not_send(lead: Lead, enrollment: Enrollment) -> str:
+    """Empty when the enrollment's message may go out now; otherwise why not."""
     if enrollment.state != Enrollment.State.ACTIVE:
         return f"enrollment {enrollment.state}"
     if lead.status_id != enrollment.sequence.enrolling_status_id:
@@ -201,7 +201,7 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
             outcomes[pk] = f"already {message.state}"
         elif message.state == State.RETRY and message.retry_at and message.retry_at > now:
             outcomes[pk] = "retry not due"
-        elif reason := why_not_send(message, message.enrollment.lead, message.enrollment):
+        elif reason := why_not_send(message.enrollment.lead, message.enrollment):
             _cancel(message, reason)
             outcomes[pk] = "cancelled"
         elif error := _render(message):
@@ -299,7 +299,7 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
         lead.status_id, lead.do_not_email, lead.email = leads[lead.pk]
         if message.state != State.SENDING:
             outcomes[message.pk] = f"already {message.state}"
-        elif reason := why_not_send(message, lead, enrollment):
+        elif reason := why_not_send(lead, enrollment):
             _cancel(message, reason)
             outcomes[message.pk] = "cancelled"
         else:
@@ -331,7 +331,7 @@ class Transmission:
     message: OutboundMessage
     email: EmailMessage
     tried: bool = False
-    error: Exception | None = None
+    error: Exception | None = None  # as `classify` sorted it
     accepted_at: datetime | None = None  # when the backend took it
 
 
@@ -354,10 +354,9 @@ def _transmit(transmissions: list[Transmission], *, deadline: float) -> str:
             transmission.accepted_at = timezone.now()
         except Exception as error:  # noqa: BLE001 - kept for the caller to sort
             connections.drop()
-            transmission.error = error
-            outcome = classify(error)
-            if isinstance(outcome, TransientError) and outcome.server_down:
-                down.append(str(outcome))
+            transmission.error = classify(error)
+            if isinstance(transmission.error, TransientError) and transmission.error.server_down:
+                down.append(str(transmission.error))
 
     width = settings.NURTURE_SEND_CONNECTIONS
     if width > 1 and len(transmissions) > 1:
@@ -388,9 +387,9 @@ def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
     message.provider_message_id = (status.message_id if status else None) or message.message_id
 
 
-def _settle_error(message: OutboundMessage, error: Exception) -> str:
-    """Record why the backend refused `message`; return the outcome."""
-    outcome = classify(error)
+def _settle_error(message: OutboundMessage, outcome: Exception) -> str:
+    """Record why the backend refused `message` (`outcome`: the error as `classify` sorted
+    it); return what happened."""
     if isinstance(outcome, TransientError):
         return _retry_or_fail(message, str(outcome))
     if isinstance(outcome, PermanentError):
@@ -400,7 +399,7 @@ def _settle_error(message: OutboundMessage, error: Exception) -> str:
         return "failed"
     # Unknown: it may or may not have gone out. The lease stays; the reconciler marks the
     # message unknown and tells the manager, as for a worker that died here.
-    logger.error("sending message %s failed unexpectedly", message.pk, exc_info=error)
+    logger.error("sending message %s failed unexpectedly", message.pk, exc_info=outcome)
     return "error"
 
 
