@@ -120,7 +120,7 @@ class LeadAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
         initial.setdefault("responsible", request.user.pk)
-        initial.setdefault("status", LeadStatus.objects.filter(code="new").first())
+        initial.setdefault("status", LeadStatus.objects.filter(code=LeadStatus.NEW).first())
         return initial
 
     @admin.display(description=_("name"))

@@ -11,6 +11,11 @@ from crm.phones import normalize_phone
 
 
 class LeadStatus(models.Model):
+    # The statuses the CRM itself uses (created by migration 0002); the rest are the company's.
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    NURTURING = "nurturing"
+
     class Kind(models.TextChoices):
         OPEN = "open", _("Open")
         NURTURING = "nurturing", _("Nurturing")
@@ -101,7 +106,7 @@ class Lead(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.full_name or self.email or self.phone} — {self.title}"
+        return f"{self.display_name} — {self.title}"
 
     def save(self, *args, **kwargs):
         # Saving without full_clean() must not store a half-valid lead either.
@@ -111,6 +116,12 @@ class Lead(models.Model):
     @property
     def full_name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    @property
+    def display_name(self) -> str:
+        """How the lead is named wherever a person reads about it: the name, else the email,
+        the phone, the project title."""
+        return self.full_name or self.email or self.phone or self.title
 
     def clean_fields(self, exclude=None):
         self.email = self.email.strip().lower()
@@ -164,6 +175,23 @@ class Profile(models.Model):
     @property
     def name(self) -> str:
         return self.display_name or self.user.get_full_name() or self.user.get_username()
+
+
+def user_display_name(user) -> str:
+    """How a user is named everywhere in the CRM: their profile's display name, else their full
+    name, else their username."""
+    try:
+        return user.profile.name
+    except Profile.DoesNotExist:
+        return user.get_full_name() or user.get_username()
+
+
+class StatusChangeCause(models.TextChoices):
+    """What made a lead's status change, apart from anybody's free-text reason."""
+
+    PERSON = "person", _("changed by a person")
+    REPLY = "reply", _("the lead wrote back")
+    CALL = "call", _("the lead called")
 
 
 class Activity(models.Model):

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, override
 
-from crm.models import Activity, Lead, LeadStatus, Notification
+from crm.models import Activity, Lead, LeadStatus, Notification, StatusChangeCause
 from crm.signals import lead_status_changed
 
 User = get_user_model()
@@ -53,10 +53,16 @@ def notify(user, message: str, params: dict | None = None, *, lead=None) -> Noti
     return notification
 
 
-def _announce_after_commit(lead_id, old_code, new_code, by, reason):
+def _announce_after_commit(lead_id, old_code, new_code, *, by, cause, reason):
     transaction.on_commit(
         lambda: lead_status_changed.send(
-            sender=Lead, lead_id=lead_id, old_code=old_code, new_code=new_code, by=by, reason=reason
+            sender=Lead,
+            lead_id=lead_id,
+            old_code=old_code,
+            new_code=new_code,
+            by=by,
+            cause=cause,
+            reason=reason,
         )
     )
 
@@ -65,7 +71,7 @@ def _announce_after_commit(lead_id, old_code, new_code, by, reason):
 def create_lead(lead: Lead, *, by=None) -> Lead:
     """Save a new, unsaved `lead` with its first timeline entry, and announce its status."""
     if lead.status_id is None:
-        lead.status = LeadStatus.objects.get(code="new")
+        lead.status = LeadStatus.objects.get(code=LeadStatus.NEW)
     status = lead.status
     lead.full_clean()
     lead.save()
@@ -76,13 +82,25 @@ def create_lead(lead: Lead, *, by=None) -> Lead:
         actor=by,
         payload={"status": status.code},
     )
-    _announce_after_commit(lead.pk, None, status.code, by, "")
+    _announce_after_commit(
+        lead.pk, None, status.code, by=by, cause=StatusChangeCause.PERSON, reason=""
+    )
     return lead
 
 
 @transaction.atomic
-def change_status(lead: Lead, code: str, *, by=None, reason: str = "") -> bool:
+def change_status(
+    lead: Lead,
+    code: str,
+    *,
+    by=None,
+    reason: str = "",
+    cause: StatusChangeCause = StatusChangeCause.PERSON,
+) -> bool:
     """Move `lead` to the status `code`. The one way a status changes.
+
+    `cause` says what made it change (a person, or the lead writing back or calling: nurturing
+    stops with that reason); `reason` is a person's own words, only ever shown.
 
     Returns False and does nothing when the lead already has that status. Otherwise the change
     and its timeline entry are saved together, and `lead_status_changed` is sent after commit.
@@ -99,9 +117,16 @@ def change_status(lead: Lead, code: str, *, by=None, reason: str = "") -> bool:
         Activity.Kind.STATUS_CHANGE,
         gettext_noop("Status changed"),
         actor=by,
-        payload={"from": old_status.code, "to": new_status.code, "reason": reason},
+        payload={
+            "from": old_status.code,
+            "to": new_status.code,
+            "cause": StatusChangeCause(cause).value,
+            "reason": reason,
+        },
         at=now,
     )
     lead.status, lead.status_changed_at = new_status, now
-    _announce_after_commit(lead.pk, old_status.code, new_status.code, by, reason)
+    _announce_after_commit(
+        lead.pk, old_status.code, new_status.code, by=by, cause=cause, reason=reason
+    )
     return True

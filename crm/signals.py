@@ -1,5 +1,6 @@
 from django.dispatch import Signal
 
 # Sent after the transaction that changed a lead's status commits.
-# Arguments: lead_id, old_code (None for a new lead), new_code, by (a user or None), reason.
+# Arguments: lead_id, old_code (None for a new lead), new_code, by (a user or None),
+# cause (a crm.models.StatusChangeCause) and reason (the person's own words, or "").
 lead_status_changed = Signal()

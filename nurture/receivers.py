@@ -7,12 +7,10 @@ from nurture import services
 
 
 @receiver(lead_status_changed, dispatch_uid="nurture.status_changed")
-def follow_status_change(sender, lead_id, old_code, new_code, reason="", **kwargs):
+def follow_status_change(sender, lead_id, old_code, new_code, cause, **kwargs):
     """Leaving a status halts its sequences; entering one enrolls the lead afresh."""
     if old_code is not None:
-        services.halt_for_status_change(
-            lead_id, old_code, services.halt_reason_for_status_change(reason)
-        )
+        services.halt_for_status_change(lead_id, old_code, services.halt_reason_for(cause))
     lead = Lead.objects.select_related("responsible").get(pk=lead_id)
     if lead.status.code == new_code:
         services.enroll_for_status(lead, new_code)

@@ -436,7 +436,7 @@ def _record_sent(messages: list[OutboundMessage]) -> None:
                 gettext_noop("Email %(number)d of %(total)d sent to %(lead)s."),
                 number=message.number,
                 total=total,
-                lead=lead.full_name or lead.email,
+                lead=lead.display_name,
             )
         )
     Activity.objects.bulk_create(activities)
@@ -461,7 +461,7 @@ def _fail(message: OutboundMessage, error: str) -> None:
         lead,
         gettext_noop("Email %(number)d to %(lead)s could not be sent: %(error)s"),
         number=message.number,
-        lead=lead.full_name or lead.email,
+        lead=lead.display_name,
         error=error,
     )
     complete_if_last([message])

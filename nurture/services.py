@@ -13,7 +13,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from crm.models import Activity, Lead, Notification
+from crm.models import Activity, Lead, Notification, StatusChangeCause
 from crm.services import new_activity, new_notification, notify, record_activity
 from nurture import schedule
 from nurture.models import Enrollment, MailboxLimit, OutboundMessage, Sequence
@@ -114,7 +114,7 @@ def mark_address(lead, email_status: str, reason: str, *, details: dict | None =
         tell_manager(
             lead,
             gettext_noop("Nurturing of %(lead)s stopped: %(reason)s."),
-            lead=lead.full_name or lead.email,
+            lead=lead.display_name,
             reason=HaltReason(reason).label,
         )
     return halted
@@ -170,9 +170,16 @@ def _message_for_event(provider_message_id: str, metadata: dict):
     return None
 
 
-def halt_reason_for_status_change(reason: str) -> str:
-    """A status change made because the lead replied or called says so in its reason."""
-    return reason if reason in HaltReason.values else HaltReason.STATUS_CHANGE
+# Why nurturing stops when a status change had this cause; a person's change is a status change.
+HALT_REASON_FOR_CAUSE = {
+    StatusChangeCause.REPLY: HaltReason.REPLY,
+    StatusChangeCause.CALL: HaltReason.CALL,
+}
+
+
+def halt_reason_for(cause: str) -> str:
+    """The halt reason of nurturing stopped by a status change with this `cause`."""
+    return HALT_REASON_FOR_CAUSE.get(cause, HaltReason.STATUS_CHANGE)
 
 
 @transaction.atomic
@@ -545,7 +552,7 @@ def reconcile_expired_leases(*, now: datetime | None = None) -> int:
             ),
             number=message.number,
             total=message.enrollment.sequence.max_messages,
-            lead=lead.full_name or lead.email,
+            lead=lead.display_name,
         )
         complete_if_last([message])
     return count
@@ -581,7 +588,7 @@ def complete_if_last(messages: list[OutboundMessage]) -> None:
                 gettext_noop(
                     "%(lead)s got all %(total)d emails of “%(sequence)s” and never answered."
                 ),
-                lead=lead.full_name or lead.email,
+                lead=lead.display_name,
                 total=enrollment.sequence.max_messages,
                 sequence=enrollment.sequence.name,
             )

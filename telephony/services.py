@@ -10,15 +10,18 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
-from crm.models import Activity, Lead, LeadStatus
+from crm.models import Activity, Lead, LeadStatus, StatusChangeCause
 from telephony.models import InboundContact, RejectedPayload
 
 CHANNEL_ACTIVITY = {
     InboundContact.Channel.CALL: Activity.Kind.CALL,
     InboundContact.Channel.EMAIL: Activity.Kind.EMAIL_IN,
 }
-# The reason given to the status change; nurturing records it as its halt reason.
-CHANNEL_REASON = {InboundContact.Channel.CALL: "call", InboundContact.Channel.EMAIL: "reply"}
+# What caused the status change; nurturing records it as its halt reason.
+CHANNEL_CAUSE = {
+    InboundContact.Channel.CALL: StatusChangeCause.CALL,
+    InboundContact.Channel.EMAIL: StatusChangeCause.REPLY,
+}
 CHANNEL_NOTICE = {
     InboundContact.Channel.CALL: gettext_noop("%(lead)s called."),
     InboundContact.Channel.EMAIL: gettext_noop("%(lead)s wrote back: “%(subject)s”."),
@@ -37,8 +40,8 @@ def record_inbound_contact(
     subject: str = "",
 ) -> Activity | None:
     """A call or letter from `lead`: put it on the timeline, tell the responsible manager, and
-    take a nurtured lead back to "in progress" (which stops its nurturing, with the reason
-    "call" or "reply"). The same `(channel, ref)` a second time changes nothing: returns None."""
+    take a nurtured lead back to "in progress" (which stops its nurturing, caused by the call
+    or the reply). The same `(channel, ref)` a second time changes nothing: returns None."""
     _contact, created = InboundContact.objects.get_or_create(
         channel=channel, ref=ref, defaults={"lead": lead, "occurred_at": at}
     )
@@ -50,12 +53,12 @@ def record_inbound_contact(
     crm_services.notify(
         lead.responsible,
         CHANNEL_NOTICE[channel],
-        {"lead": lead.full_name or lead.email or lead.phone, "subject": subject},
+        {"lead": lead.display_name, "subject": subject},
         lead=lead,
     )
     lead = Lead.objects.select_related("status").get(pk=lead.pk)
     if lead.status.kind == LeadStatus.Kind.NURTURING:
-        crm_services.change_status(lead, "in_progress", reason=CHANNEL_REASON[channel])
+        crm_services.change_status(lead, LeadStatus.IN_PROGRESS, cause=CHANNEL_CAUSE[channel])
     return activity
 
 

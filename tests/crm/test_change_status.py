@@ -39,7 +39,12 @@ def test_it_changes_the_status_and_records_it_on_the_timeline(make_lead, alice):
     assert lead.status.code == "nurturing"
     entry = lead.activities.get(kind=Activity.Kind.STATUS_CHANGE)
     assert entry.actor == alice
-    assert entry.payload == {"from": "new", "to": "nurturing", "reason": "needs a week"}
+    assert entry.payload == {
+        "from": "new",
+        "to": "nurturing",
+        "cause": "person",
+        "reason": "needs a week",
+    }
 
 
 def test_it_announces_the_change_only_after_commit(
@@ -61,6 +66,7 @@ def test_it_announces_the_change_only_after_commit(
             "old_code": "new",
             "new_code": "nurturing",
             "by": alice,
+            "cause": "person",
             "reason": "",
         }
     ]

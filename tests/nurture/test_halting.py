@@ -9,7 +9,7 @@ import pytest
 import time_machine
 
 from crm import services as crm_services
-from crm.models import Lead, Notification
+from crm.models import Lead, Notification, StatusChangeCause
 from nurture import rendering, sending, services
 from nurture.models import Enrollment, OutboundMessage
 
@@ -54,13 +54,34 @@ def test_leaving_nurturing_halts_the_enrollment(
     assert enrollment.next_send_at is None
 
 
-def test_a_status_change_for_a_reply_or_call_halts_with_that_reason(
-    nurtured_lead, alice, django_capture_on_commit_callbacks
+@pytest.mark.parametrize(
+    ("cause", "halt_reason"),
+    [
+        (StatusChangeCause.CALL, Enrollment.HaltReason.CALL),
+        (StatusChangeCause.REPLY, Enrollment.HaltReason.REPLY),
+        (StatusChangeCause.PERSON, Enrollment.HaltReason.STATUS_CHANGE),
+    ],
+)
+def test_a_status_change_caused_by_a_reply_or_call_halts_with_that_reason(
+    nurtured_lead, alice, django_capture_on_commit_callbacks, cause, halt_reason
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        crm_services.change_status(nurtured_lead, "in_progress", reason="call")
+        crm_services.change_status(nurtured_lead, "in_progress", cause=cause)
 
-    assert nurtured_lead.enrollments.get().halt_reason == Enrollment.HaltReason.CALL
+    assert nurtured_lead.enrollments.get().halt_reason == halt_reason
+
+
+@pytest.mark.parametrize("words", ["call", "reply", "bounce", "unsubscribe"])
+def test_a_person_typing_a_halt_code_as_the_reason_is_still_a_status_change(
+    nurtured_lead, alice, django_capture_on_commit_callbacks, words
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        crm_services.change_status(nurtured_lead, "in_progress", by=alice, reason=words)
+
+    enrollment = nurtured_lead.enrollments.get()
+    assert enrollment.halt_reason == Enrollment.HaltReason.STATUS_CHANGE
+    change = nurtured_lead.activities.filter(kind="status_change").first()
+    assert (change.payload["cause"], change.payload["reason"]) == ("person", words)
 
 
 def test_returning_to_nurturing_starts_afresh_from_the_first_email(
