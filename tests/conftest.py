@@ -1,4 +1,8 @@
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
+import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Group
 
@@ -95,6 +99,38 @@ def make_lead(db, status):
         return services.create_lead(lead, by=responsible)
 
     return make
+
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+@pytest.fixture
+def clock_start():
+    """Where `clock` starts: Thursday 20 November 2025, 19:30 in Moscow (after the sending
+    window). A test module that needs another moment overrides this fixture."""
+    return datetime(2025, 11, 20, 19, 30, tzinfo=MSK)
+
+
+@pytest.fixture
+def clock(clock_start):
+    """Time standing still at `clock_start` (in every thread); move it with clock.move_to()."""
+    with time_machine.travel(clock_start, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def nurtured_lead(make_lead, alice, django_capture_on_commit_callbacks):
+    """Ivan, a lead of alice's who writes in Russian, just moved to nurturing (so enrolled in
+    the default sequence)."""
+    from crm import services
+
+    lead = make_lead(
+        alice, first_name="Ivan", email="ivan@client.example", title="Shop", language="ru"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.change_status(lead, "nurturing", by=alice)
+    lead.refresh_from_db()
+    return lead
 
 
 @pytest.fixture
