@@ -365,21 +365,21 @@ def raw_sql_ceiling(batch: int) -> tuple[int, float]:
 
 
 def timed_dispatch(batch_size: int, *, enqueue: bool, profile: bool = False):
-    from nurture import services
+    """The dispatcher at NOW; with `enqueue`, each batch's sends published as it commits, as
+    beat's task does."""
+    from nurture import dispatch, tasks
 
-    original = services.enqueue_sends
-    if not enqueue:
-        services.enqueue_sends = lambda message_ids: None
     profiler = cProfile.Profile() if profile else None
-    try:
-        with Timer() as t:
-            if profiler:
-                profiler.enable()
-            created = services.dispatch_due(now=NOW, batch_size=batch_size)
-            if profiler:
-                profiler.disable()
-    finally:
-        services.enqueue_sends = original
+    created = []
+    with Timer() as t:
+        if profiler:
+            profiler.enable()
+        for batch in dispatch.dispatch_batches(now=NOW, batch_size=batch_size):
+            created += batch
+            if enqueue:
+                tasks.publish_sends(batch)
+        if profiler:
+            profiler.disable()
     if profiler:
         stats = pstats.Stats(profiler).strip_dirs()
         print("\n--- cProfile of dispatch_due, by own time ---")
@@ -400,13 +400,13 @@ def queue_length() -> int:
 def point_email_at(port: int) -> None:
     from django.conf import settings
 
-    from nurture import sending
+    from nurture import transport
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    sending.connections.reset()
+    transport.connections.reset()
 
 
 def batched_sends(message_ids: list[int]) -> tuple[dict, float]:
@@ -433,7 +433,7 @@ def celery_worker_sends(
     from django.db.models import Max
 
     from crm.celery import app
-    from nurture import services
+    from nurture import tasks
     from nurture.models import OutboundMessage
 
     env = {
@@ -462,7 +462,7 @@ def celery_worker_sends(
                     raise RuntimeError(f"the Celery worker did not start:\n{log.read()}")
             sent = OutboundMessage.objects.filter(pk__in=message_ids, state="sent")
             started_at, started = datetime.now(UTC), time.perf_counter()
-            services.enqueue_sends(message_ids)
+            tasks.publish_sends(message_ids)
             # Polled slowly, so the polling itself takes little from the worker; the end is the
             # worker's own record of its last send.
             while sent.count() < len(message_ids):
@@ -611,7 +611,7 @@ def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
         n / seconds,
         "messages/s",
         f"{n:,} due in {seconds:.1f}s, batches of {batch_size:,}; "
-        "nurture.services.enqueue_sends patched to a no-op",
+        "the dispatcher alone: nothing published",
     )
     print(f"(a) {n:,} messages in {seconds:.1f}s")
 
@@ -770,15 +770,12 @@ def main() -> None:
     import django
 
     django.setup()
-    import inspect
-
     from django.db import connection
 
-    from nurture import schedule, services
+    from nurture import dispatch, schedule
 
     n = args.leads
-    default_batch = inspect.signature(services.dispatch_due).parameters["batch_size"].default
-    batch_size = args.batch_size or default_batch
+    batch_size = args.batch_size or dispatch.BATCH_SIZE
     name = connection.settings_dict["NAME"]
     print(machine_description())
     print(f"database: {name}; broker: {os.environ['CELERY_BROKER_URL']}")

@@ -3,7 +3,7 @@ from django.dispatch import receiver
 
 from crm.models import Lead
 from crm.signals import lead_status_changed
-from nurture import services
+from nurture import delivery_events, services
 
 
 @receiver(lead_status_changed, dispatch_uid="nurture.status_changed")
@@ -18,7 +18,7 @@ def follow_status_change(sender, lead_id, old_code, new_code, cause, **kwargs):
 
 @receiver(tracking, dispatch_uid="nurture.delivery_problem")
 def follow_delivery_event(sender, event, esp_name, **kwargs):
-    services.handle_delivery_event(
+    delivery_events.handle_delivery_event(
         event.event_type,
         provider_message_id=event.message_id or "",
         recipient=event.recipient or "",

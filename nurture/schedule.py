@@ -23,32 +23,37 @@ def company_calendar() -> WorkingCalendar:
     )
 
 
-def lead_time_zone(lead) -> zoneinfo.ZoneInfo:
-    return time_zone_named(lead.time_zone)
-
-
 def time_zone_named(name: str) -> zoneinfo.ZoneInfo:
     """A lead's time zone from its `time_zone` field: empty means the company's."""
     return zoneinfo.ZoneInfo(name or settings.TIME_ZONE)
 
 
-def first_send(
-    sequence: Sequence, lead, enrolled_at: datetime, calendar: WorkingCalendar
+def plan_from(
+    sequence: Sequence, time_zone: str, base: datetime, calendar: WorkingCalendar
 ) -> tuple[datetime, list[Shift]]:
+    """The send `sequence`'s interval after `base`, in its sending window in the time zone named
+    `time_zone` (a lead's field: empty is the company's), and the reasons it moved. Every plan
+    (the first send, the next one, a preview, the dispatcher's) is this one computation."""
     return calendar.plan_send(
-        enrolled_at,
+        base,
         sequence.interval_working_days,
         sequence.window_start,
         sequence.window_end,
-        lead_time_zone(lead),
+        time_zone_named(time_zone),
     )
+
+
+def first_send(
+    sequence: Sequence, lead, enrolled_at: datetime, calendar: WorkingCalendar
+) -> tuple[datetime, list[Shift]]:
+    return plan_from(sequence, lead.time_zone, enrolled_at, calendar)
 
 
 def next_send(
     sequence: Sequence, lead, planned: datetime, now: datetime, calendar: WorkingCalendar
 ) -> tuple[datetime, list[Shift]]:
     """The send after one planned at `planned` and dispatched at `now`."""
-    return first_send(sequence, lead, next_base(planned, now), calendar)
+    return plan_from(sequence, lead.time_zone, next_base(planned, now), calendar)
 
 
 def next_base(planned: datetime, now: datetime) -> datetime:
@@ -69,9 +74,9 @@ class Planner:
 
     The dispatcher asks for thousands of rows in a batch, and most share their sequence, time
     zone and base moment (everything due since the last tick, or held back, counts from `now`),
-    so the calendar works once per distinct combination. Same answers as `next_send` above;
-    a lead is given by its `time_zone` field. Use one per batch: it keeps the calendar it was
-    given and never forgets an answer.
+    so the calendar works once per distinct combination. It remembers `plan_from`'s answers, so
+    they are `next_send`'s; a lead is given by its `time_zone` field. Use one per batch: it
+    keeps the calendar it was given and never forgets an answer.
     """
 
     def __init__(self, calendar: WorkingCalendar):
@@ -84,13 +89,7 @@ class Planner:
         base = next_base(planned, now)
         key = ("send", *_plan_key(sequence), time_zone, base)
         if (answer := self._answers.get(key)) is None:
-            answer, _ = self.calendar.plan_send(
-                base,
-                sequence.interval_working_days,
-                sequence.window_start,
-                sequence.window_end,
-                time_zone_named(time_zone),
-            )
+            answer, _ = plan_from(sequence, time_zone, base, self.calendar)
             self._answers[key] = answer
         return answer
 

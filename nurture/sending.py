@@ -10,18 +10,11 @@ DELIVERY_SECONDS plus one send: the rest of it is delivered in the next transact
 """
 
 import logging
-import smtplib
-import socket
-import threading
 import time as clock
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.utils import make_msgid
 
-from anymail.exceptions import AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.template import TemplateSyntaxError
 from django.utils import timezone
@@ -33,109 +26,10 @@ from crm.services import new_activity
 from nurture import rendering
 from nurture.models import Enrollment, OutboundMessage
 from nurture.services import complete_if_last, halt, manager_notification, tell_manager
+from nurture.transport import PermanentError, TransientError, Transmission, transmit
 
 logger = logging.getLogger(__name__)
 State = OutboundMessage.State
-
-
-class TransientError(Exception):
-    """Worth trying again later. `server_down`: the connection itself failed, so the rest of a
-    batch would fail the same way."""
-
-    def __init__(self, text, *, server_down=False):
-        super().__init__(text)
-        self.server_down = server_down
-
-
-class PermanentError(Exception):
-    """Will fail the same way every time."""
-
-    def __init__(self, text, *, recipient_refused=False):
-        super().__init__(text)
-        self.recipient_refused = recipient_refused
-
-
-def classify(error: Exception) -> Exception:
-    """Sort an exception from an email backend into transient or permanent."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        if all(400 <= code < 500 for code in codes):
-            return TransientError(str(error))
-        return PermanentError(str(error), recipient_refused=True)
-    if isinstance(error, smtplib.SMTPResponseException):
-        text = f"{error.smtp_code} {error.smtp_error!r}"
-        if 400 <= error.smtp_code < 500:
-            # 421: the server is closing the connection.
-            return TransientError(text, server_down=error.smtp_code == 421)
-        return PermanentError(text)
-    if isinstance(error, smtplib.SMTPServerDisconnected | socket.timeout | ConnectionError):
-        return TransientError(str(error) or type(error).__name__, server_down=True)
-    if isinstance(error, AnymailRecipientsRefused):
-        return PermanentError(str(error), recipient_refused=True)
-    if isinstance(error, AnymailRequestsAPIError):
-        status = error.status_code or 0
-        if status >= 500 or status == 429 or status == 0:
-            return TransientError(str(error))
-        return PermanentError(str(error))
-    if isinstance(error, AnymailError):
-        return PermanentError(str(error))
-    if isinstance(error, OSError):
-        return TransientError(str(error), server_down=True)
-    return error
-
-
-class ConnectionCache(threading.local):
-    """One email-backend connection per thread (the worker's, and each sending thread's),
-    reused across sends. `reset()` makes every thread open a fresh one on its next send (after
-    the email settings changed, say)."""
-
-    idle_check_after = 30  # seconds; an SMTP server may drop an idle connection
-    generation = 0  # shared by all threads: bumped by reset()
-
-    def __init__(self):
-        self.connection = None
-        self.last_used = 0.0
-        self.opened_in = 0
-
-    def get(self):
-        stale = self.opened_in != ConnectionCache.generation
-        idle = clock.monotonic() - self.last_used
-        if self.connection is not None and (
-            stale or (idle > self.idle_check_after and not self._alive())
-        ):
-            self.drop()
-        if self.connection is None:
-            self.connection = get_connection()
-            self.connection.open()
-            self.opened_in = ConnectionCache.generation
-        self.last_used = clock.monotonic()
-        return self.connection
-
-    def _alive(self) -> bool:
-        smtp = getattr(self.connection, "connection", None)
-        if smtp is None:
-            return True
-        try:
-            return smtp.noop()[0] == 250
-        except (smtplib.SMTPException, OSError):
-            return False
-
-    def drop(self):
-        """Close this thread's connection."""
-        if self.connection is not None:
-            try:
-                self.connection.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone
-                logger.debug("closing a broken email connection failed", exc_info=True)
-        self.connection = None
-
-    def reset(self):
-        """Close this thread's connection and make every other thread replace its own."""
-        ConnectionCache.generation += 1
-        self.drop()
-
-
-connections = ConnectionCache()
 
 
 def why_not_send(lead: Lead, enrollment: Enrollment) -> str:
@@ -308,7 +202,7 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             )
             transmissions.append(Transmission(message, email))
 
-    server_down = _transmit(transmissions, deadline=clock.monotonic() + DELIVERY_SECONDS)
+    server_down = transmit(transmissions, deadline=clock.monotonic() + DELIVERY_SECONDS)
     sent = []
     for transmission in transmissions:
         message = transmission.message
@@ -324,58 +218,6 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             outcomes[message.pk] = _settle_error(message, transmission.error)
     _record_sent(sent)
     return outcomes
-
-
-@dataclass(slots=True)
-class Transmission:
-    message: OutboundMessage
-    email: EmailMessage
-    tried: bool = False
-    error: Exception | None = None  # as `classify` sorted it
-    accepted_at: datetime | None = None  # when the backend took it
-
-
-def _transmit(transmissions: list[Transmission], *, deadline: float) -> str:
-    """Hand each email to the email backend, over NURTURE_SEND_CONNECTIONS connections at once
-    (each reused from send to send). No new send starts after `deadline` (the first always
-    does) or once the server itself failed; return that failure, if it happened.
-
-    Only the backend runs in the pool's threads: every database write stays in the caller's
-    transaction.
-    """
-    down: list[str] = []
-
-    def transmit(index: int, transmission: Transmission) -> None:
-        if down or (index and clock.monotonic() > deadline):
-            return
-        transmission.tried = True
-        try:
-            connections.get().send_messages([transmission.email])
-            transmission.accepted_at = timezone.now()
-        except Exception as error:  # noqa: BLE001 - kept for the caller to sort
-            connections.drop()
-            transmission.error = classify(error)
-            if isinstance(transmission.error, TransientError) and transmission.error.server_down:
-                down.append(str(transmission.error))
-
-    width = settings.NURTURE_SEND_CONNECTIONS
-    if width > 1 and len(transmissions) > 1:
-        list(_pool(width).map(transmit, range(len(transmissions)), transmissions))
-    else:
-        for index, transmission in enumerate(transmissions):
-            transmit(index, transmission)
-    return down[0] if down else ""
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(width: int) -> ThreadPoolExecutor:
-    """The process's sending threads, each with its own connection (created on first use, so
-    after a prefork worker has forked)."""
-    if width not in _pools:
-        _pools[width] = ThreadPoolExecutor(max_workers=width, thread_name_prefix="nurture-send")
-    return _pools[width]
 
 
 def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:

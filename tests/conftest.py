@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 
 from crm.models import Lead, LeadStatus, Profile
-from nurture import sending
+from nurture import transport
 from tests.services import require_service
 from tests.smtp_server import RecordingHandler, SMTPServer
 
@@ -149,9 +149,9 @@ def smtp_server(settings, smtp_handler):
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
         settings.EMAIL_TIMEOUT = 10
-        sending.connections.reset()
+        transport.connections.reset()
         yield server
-        sending.connections.reset()
+        transport.connections.reset()
 
 
 @pytest.fixture

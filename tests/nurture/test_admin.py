@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from crm import services as crm_services
-from nurture import services
+from nurture import services, tasks
+from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, OutboundMessage
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -45,7 +46,7 @@ def first_dispatch(christmas, django_capture_on_commit_callbacks):
     def dispatch():
         christmas.move_to(datetime(2025, 12, 30, 14, 0, tzinfo=MSK))
         with django_capture_on_commit_callbacks(execute=False):
-            return services.dispatch_due()
+            return dispatch_due()
 
     return dispatch
 
@@ -274,7 +275,7 @@ def test_the_outbox_shows_a_message_exactly_as_sent(
 ):
     christmas.move_to(datetime(2025, 12, 30, 14, 0, tzinfo=MSK))
     with django_capture_on_commit_callbacks(execute=True):
-        services.dispatch_due()
+        tasks.dispatch_due()
     smtp_server.handler.wait_for(1)
     message = OutboundMessage.objects.get(state=OutboundMessage.State.SENT)
     client.force_login(alice)

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from crm import services as crm_services
 from crm.models import Activity, Notification
-from nurture import sending, services
+from nurture import outbox, sending, tasks
+from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, OutboundMessage
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -50,7 +51,7 @@ def dispatched(clock, django_capture_on_commit_callbacks):
     def run():
         clock.move_to(FIRST_SEND)
         with django_capture_on_commit_callbacks(execute=False):
-            return sorted(services.dispatch_due())
+            return sorted(dispatch_due())
 
     return run
 
@@ -183,7 +184,7 @@ def test_an_unexpected_error_keeps_that_message_for_the_reconciler_and_sends_the
     assert outcomes == {ids[0]: "sent", ids[1]: "error", ids[2]: "sent"}
     assert states(ids) == [(State.SENT,), (State.SENDING,), (State.SENT,)]
     clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
-    assert services.reconcile_expired_leases() == 1
+    assert outbox.reconcile_expired_leases() == 1
     assert states(ids)[1] == (State.UNKNOWN,)
 
 
@@ -237,10 +238,11 @@ def test_dispatched_messages_go_to_the_workers_in_batches_of_the_configured_size
     try:
         clock.move_to(FIRST_SEND)
         with django_capture_on_commit_callbacks(execute=True):
-            ids = services.dispatch_due()
+            assert tasks.dispatch_due() == 5
     finally:
         signals.task_postrun.disconnect(on_postrun)
 
+    ids = sorted(OutboundMessage.objects.values_list("pk", flat=True))
     assert [(name, chunk) for name, chunk, _ in batches] == [
         ("nurture.tasks.send_messages", ids[0:2]),
         ("nurture.tasks.send_messages", ids[2:4]),

@@ -10,7 +10,8 @@ import time_machine
 
 from crm import services as crm_services
 from crm.models import Lead, Notification, StatusChangeCause
-from nurture import rendering, sending, services
+from nurture import delivery_events, rendering, sending, services
+from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, OutboundMessage
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -28,7 +29,7 @@ def sent_message(clock, nurtured_lead, smtp_server, django_capture_on_commit_cal
     """The first email of the lead's nurturing, really sent."""
     clock.move_to(FIRST_SEND)
     with django_capture_on_commit_callbacks(execute=False):
-        [message_id] = services.dispatch_due()
+        [message_id] = dispatch_due()
     sending.send_message(message_id)
     return OutboundMessage.objects.get(pk=message_id)
 
@@ -102,7 +103,7 @@ def test_a_halt_cancels_messages_not_yet_sent(
 ):
     clock.move_to(FIRST_SEND)
     with django_capture_on_commit_callbacks(execute=False):
-        [message_id] = services.dispatch_due()
+        [message_id] = dispatch_due()
 
     services.halt_for_lead(nurtured_lead.pk, Enrollment.HaltReason.MANUAL)
 
@@ -235,7 +236,7 @@ def test_a_webhook_without_the_secret_changes_nothing(
 
 
 def test_a_bounce_for_an_unknown_message_is_matched_by_address(nurtured_lead):
-    found = services.handle_delivery_event(
+    found = delivery_events.handle_delivery_event(
         "bounced",
         provider_message_id="not-ours",
         recipient="IVAN@client.example",
@@ -250,7 +251,7 @@ def test_a_bounce_for_an_unknown_message_is_matched_by_address(nurtured_lead):
 
 def test_delivered_and_opened_events_change_nothing(nurtured_lead):
     for event_type in ("delivered", "opened", "clicked", "deferred"):
-        services.handle_delivery_event(
+        delivery_events.handle_delivery_event(
             event_type, provider_message_id="", recipient=nurtured_lead.email, metadata={}, esp="x"
         )
 

@@ -20,7 +20,8 @@ from django.db import connection, transaction
 
 from crm import services as crm_services
 from crm.models import Lead, LeadStatus, Notification
-from nurture import sending, services, tasks
+from nurture import outbox, sending, services, tasks
+from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, OutboundMessage
 from tests.celery_worker import celery_worker, use_broker
 from tests.smtp_server import RecordingHandler
@@ -115,7 +116,7 @@ def dispatch(clock, moment, tmp_path) -> list[int]:
     the test itself plays the workers."""
     clock.move_to(moment)
     with use_broker("filesystem", tmp_path):
-        return services.dispatch_due()
+        return dispatch_due()
 
 
 def run_together(*calls):
@@ -206,7 +207,7 @@ def commit_moment(call):
 
 def test_a_message_sent_twice_goes_out_once(ivan, clock, smtp_server):
     clock.move_to(FIRST_SEND)
-    [message_id] = services.dispatch_due()
+    [message_id] = dispatch_due()
 
     first = sending.send_message(message_id)
     second = sending.send_message(message_id)
@@ -270,7 +271,7 @@ def test_two_dispatchers_at_once_create_each_message_once_and_a_worker_sends_eac
     # PostgreSQL and Redis, as in production (and clear of the filesystem transport's race
     # between a producer writing a message and the worker reading it: see test_simulation).
     with celery_worker("redis", tmp_path) as worker:
-        dispatcher = partial(services.dispatch_due, batch_size=batch_size)
+        dispatcher = partial(dispatch_due, batch_size=batch_size)
         first, second = run_together(dispatcher, dispatcher)
         emails = smtp_server.handler.wait_for(count, timeout=3 * WAIT)
         outcomes = worker.finished.wait_for_outcomes(count, name=SEND, timeout=WAIT)
@@ -450,7 +451,7 @@ def test_a_send_whose_worker_died_is_never_repeated_and_the_manager_is_told(
     ivan, clock, alice, smtp_server, settings, eager_tasks, django_capture_on_commit_callbacks
 ):
     clock.move_to(FIRST_SEND)
-    [message_id] = services.dispatch_due()
+    [message_id] = dispatch_due()
     assert sending._claim([message_id])[0] == {
         message_id: "claimed"
     }  # ... and the worker dies before SMTP
@@ -460,10 +461,10 @@ def test_a_send_whose_worker_died_is_never_repeated_and_the_manager_is_told(
     assert message.lease_expires_at == FIRST_SEND + lease
 
     clock.move_to(FIRST_SEND + lease - timedelta(seconds=1))
-    assert services.reconcile_expired_leases() == 0  # it may still be sending
+    assert outbox.reconcile_expired_leases() == 0  # it may still be sending
 
     clock.move_to(FIRST_SEND + lease + timedelta(seconds=1))
-    assert services.reconcile_expired_leases() == 1
+    assert outbox.reconcile_expired_leases() == 1
 
     message.refresh_from_db()
     assert message.state == State.UNKNOWN

@@ -16,6 +16,7 @@ import pytest
 import time_machine
 
 from nurture import selectors, services
+from nurture.dispatch import dispatch_due
 from nurture.models import CalendarDay, Enrollment, OutboundMessage
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -66,7 +67,7 @@ def test_a_dispatched_message_shows_as_it_stands_and_the_rest_are_planned_from_i
 ):
     christmas.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
-        [message_id] = services.dispatch_due()
+        [message_id] = dispatch_due()
 
     sends = selectors.planned_sends(enrollment_of(nurtured_lead))
 
@@ -87,7 +88,7 @@ def test_a_halted_enrollment_lists_only_what_was_dispatched(
 ):
     christmas.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
-        services.dispatch_due()
+        dispatch_due()
     services.halt(Enrollment.objects.filter(lead=nurtured_lead), Enrollment.HaltReason.MANUAL)
 
     enrollment = Enrollment.objects.get(lead=nurtured_lead)
@@ -135,7 +136,7 @@ def test_managers_see_the_enrollments_and_messages_of_their_own_leads_only(
 ):
     christmas.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
-        services.dispatch_due()
+        dispatch_due()
 
     assert selectors.enrollments_visible_to(alice).count() == 1
     assert selectors.messages_visible_to(alice).count() == 1

@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from crm import services as crm_services
 from crm.models import Activity, Notification
-from nurture import services as nurture_services
+from nurture import tasks as nurture_tasks
 from nurture.models import Enrollment
 from telephony import ami
 from telephony.signatures import sign
@@ -53,7 +53,7 @@ def two_emails_sent(clock, make_lead, alice, smtp_server, eager_tasks):
     crm_services.change_status(lead, "nurturing", by=alice)  # enrolls as it commits
     for moment in (FIRST_SEND, SECOND_SEND):
         clock.move_to(moment)
-        nurture_services.dispatch_due()  # as beat does; the send runs as the dispatch commits
+        nurture_tasks.dispatch_due()  # as beat does; the sends run as each batch commits
     emails = smtp_server.handler.wait_for(2)
     clock.move_to(CONTACT)
     return lead, emails
@@ -68,7 +68,7 @@ def assert_nurturing_stopped_for_good(lead, reason, kind, notice, clock, smtp_se
     assert Notification.objects.filter(user=alice, lead=lead, message__contains=notice).exists()
 
     clock.move_to(CONTACT + timedelta(days=31))
-    assert nurture_services.dispatch_due() == []
+    assert nurture_tasks.dispatch_due() == 0
     assert len(smtp_server.received) == 2
 
 

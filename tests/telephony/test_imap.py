@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import Activity
-from nurture import sending
-from nurture import services as nurture_services
+from nurture import tasks as nurture_tasks
+from nurture import transport
+from nurture.dispatch import dispatch_due
 from telephony import imap, mail
 from telephony.models import InboundEmail, MailboxCursor, RejectedPayload
 from tests.dovecot import dovecot_server  # noqa: F401 - the `dovecot` fixture
@@ -49,16 +50,16 @@ def sent_email(nurtured_lead, settings, django_capture_on_commit_callbacks):
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        sending.connections.reset()
+        transport.connections.reset()
         app.conf.task_always_eager = True
         try:
             due = nurtured_lead.enrollments.get().next_send_at
             with django_capture_on_commit_callbacks(execute=True):
-                nurture_services.dispatch_due(now=due)
+                nurture_tasks.publish_sends(dispatch_due(now=due))
             [received] = smtp.handler.wait_for(1)
         finally:
             app.conf.task_always_eager = False
-            sending.connections.reset()
+            transport.connections.reset()
     return received.message
 
 

@@ -16,8 +16,9 @@ import pytest
 from django.utils import timezone
 
 from crm import services as crm_services
-from nurture import sending
-from nurture import services as nurture_services
+from nurture import tasks as nurture_tasks
+from nurture import transport
+from nurture.dispatch import dispatch_due
 from telephony import mail
 from telephony.models import InboundEmail, RejectedPayload
 from tests.smtp_server import SMTPServer
@@ -48,14 +49,15 @@ def sent_email(nurtured_lead, settings):
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        sending.connections.reset()
+        transport.connections.reset()
         app.conf.task_always_eager = True  # the send runs as the dispatch commits
         try:
-            nurture_services.dispatch_due(now=nurtured_lead.enrollments.get().next_send_at)
+            due = nurtured_lead.enrollments.get().next_send_at
+            nurture_tasks.publish_sends(dispatch_due(now=due))
             [received] = smtp.handler.wait_for(1)
         finally:
             app.conf.task_always_eager = False
-            sending.connections.reset()
+            transport.connections.reset()
     return received.message
 
 
