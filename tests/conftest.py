@@ -1,4 +1,6 @@
+import shutil
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +16,16 @@ from tests.smtp_server import RecordingHandler, SMTPServer
 
 def pytest_report_header(config):
     db = settings.DATABASES["default"]
-    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or db['NAME']}"
+    return [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or db['NAME']}",
+        f"files written by the tests: {settings.VAR_DIR}",
+    ]
+
+
+def pytest_unconfigure(config):
+    """The suite's own var folder (tests/settings.py) goes when the run ends."""
+    if Path(settings.VAR_DIR).name.startswith("crm-tests-"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def manage(checkout, *args):
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL"}
+        if key not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL", "CRM_VAR_DIR"}
     }
     env["PYTHONWARNINGS"] = "always"
     return subprocess.run(
@@ -61,3 +61,9 @@ def test_a_clean_checkout_passes_the_checks_and_migrates_without_warnings(checko
     for step in (check, migrate, demo):
         assert "Warning" not in step.stderr, step.stderr
     assert (checkout / "var" / "crm.sqlite3").exists()
+
+
+def test_the_suite_writes_nothing_into_the_checkout(settings):
+    assert not Path(settings.VAR_DIR).resolve().is_relative_to(ROOT)
+    assert not Path(settings.BROKER_DIR).resolve().is_relative_to(ROOT)
+    assert not Path(settings.STATIC_ROOT).resolve().is_relative_to(ROOT)

@@ -1,0 +1,10 @@
+"""The product's settings, for the test suite: everything a test writes (the SQLite files, the
+embedded broker's folder, static files) goes to a temporary folder, never the checkout's var/,
+so a later `make run` finds var/ as the user left it."""
+
+import os
+import tempfile
+
+os.environ["CRM_VAR_DIR"] = tempfile.mkdtemp(prefix="crm-tests-")
+
+from crm.settings import *  # noqa: E402, F403
