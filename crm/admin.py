@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from crm import selectors, services
+from crm import lead_page, selectors, services
 from crm.forms import MoveToStatusForm
 from crm.models import Activity, Lead, LeadStatus, Notification, Profile
 
@@ -104,10 +104,34 @@ class LeadAdmin(admin.ModelAdmin):
     ]
     inlines = [ActivityInline]
     actions = ["move_to_status"]
+    change_form_template = "admin/crm/lead/change_form.html"
 
     def get_queryset(self, request):
         queryset = selectors.with_last_activity(super().get_queryset(request))
+        # The last-activity annotation groups the query, which drops Meta.ordering; the
+        # autocomplete (e.g. choosing a lead for a preview) pages through this queryset and
+        # needs one.
+        queryset = queryset.order_by("-created_at", "-pk")
         return selectors.leads_visible_to(request.user, queryset)
+
+    def get_inlines(self, request, obj):
+        """The timeline, then what other apps add to the lead's page (crm.lead_page)."""
+        added = [
+            inline for panel in lead_page.panels_for(request, obj) for inline in panel.admin_inlines
+        ]
+        return [*self.inlines, *added]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        panels = lead_page.panels_for(request, obj) if obj is not None else []
+        context["lead_tools"] = [
+            panel.render(panel.tools_template, request, obj)
+            for panel in panels
+            if panel.tools_template
+        ]
+        context["lead_panels"] = [
+            panel.render(panel.template, request, obj) for panel in panels if panel.template
+        ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_search_results(self, request, queryset, search_term):
         return selectors.search_leads(queryset, search_term), False

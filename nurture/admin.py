@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -13,7 +14,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from crm import admin as crm_admin
-from crm.models import Lead
+from crm.lead_page import LeadPanel, lead_panels
 from crm.selectors import leads_visible_to
 from nurture import selectors, services
 from nurture.models import (
@@ -314,7 +315,7 @@ class MailboxLimitAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email"]
 
 
-# --- Leads: their enrollments, from this side (crm must not import nurture) -----------------
+# --- The lead's page: its enrollments (added through crm.lead_page) ------------------------
 
 
 class EnrollmentInline(crm_admin.ReadOnlyInline, admin.TabularInline):
@@ -354,15 +355,6 @@ class EnrollmentInline(crm_admin.ReadOnlyInline, admin.TabularInline):
         )
 
 
-if admin.site.is_registered(Lead):
-    admin.site.unregister(Lead)
-
-
-@admin.register(Lead)
-class LeadAdmin(crm_admin.LeadAdmin):
-    inlines = [*crm_admin.LeadAdmin.inlines, EnrollmentInline]
-
-    def get_queryset(self, request):
-        # The last-activity annotation groups the query, which drops Meta.ordering; the
-        # autocomplete (the preview's lead field) pages through this queryset and needs one.
-        return super().get_queryset(request).order_by("-created_at", "-pk")
+@receiver(lead_panels, dispatch_uid="nurture.admin.lead_panel")
+def nurturing_on_the_lead_page(sender, request, lead, **kwargs):
+    return LeadPanel("nurture", order=10, admin_inlines=(EnrollmentInline,))

@@ -8,6 +8,7 @@ from django.db.models import QuerySet, prefetch_related_objects
 from django.template import TemplateSyntaxError
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext
 
 from crm.selectors import can_see_all_leads
@@ -16,6 +17,7 @@ from nurture.calendar import WorkingCalendar
 from nurture.models import Enrollment, MessageTemplate, OutboundMessage, Sequence
 
 PLANNED = "planned"
+STEP_FORMAT = "D, j M, H:i"  # with the weekday: sends move around weekends and holidays
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,28 @@ def messages_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
     if can_see_all_leads(user):
         return queryset
     return queryset.filter(enrollment__lead__responsible=user)
+
+
+def step_description(enrollment: Enrollment) -> str:
+    """Where a lead's nurturing stands, in a line: "Email 2 of 6 sent, next on Thu, 27 Nov,
+    10:00", "Stopped on … after email 2 of 6: lead replied"."""
+    values = {"sent": enrollment.sent_count, "total": enrollment.sequence.max_messages}
+    if enrollment.state == Enrollment.State.ACTIVE:
+        if enrollment.next_send_at is None:
+            return gettext("Email %(sent)d of %(total)d sent") % values
+        values["when"] = date_format(timezone.localtime(enrollment.next_send_at), STEP_FORMAT)
+        if enrollment.sent_count == 0:
+            return gettext("Email 1 of %(total)d goes on %(when)s") % values
+        return gettext("Email %(sent)d of %(total)d sent, next on %(when)s") % values
+    values["when"] = date_format(
+        timezone.localtime(enrollment.ended_at or enrollment.enrolled_at), STEP_FORMAT
+    )
+    if enrollment.state == Enrollment.State.COMPLETED:
+        return gettext("Finished on %(when)s: %(sent)d of %(total)d emails sent") % values
+    values["reason"] = enrollment.get_halt_reason_display()
+    if enrollment.sent_count == 0:
+        return gettext("Stopped on %(when)s before the first email: %(reason)s") % values
+    return gettext("Stopped on %(when)s after email %(sent)d of %(total)d: %(reason)s") % values
 
 
 def planned_sends(

@@ -7,4 +7,4 @@ class TelephonyConfig(AppConfig):
     verbose_name = _("Telephony")
 
     def ready(self):
-        from telephony import receivers  # noqa: F401 - connects the Anymail inbound receiver
+        from telephony.mail import receivers  # noqa: F401 - connects the Anymail inbound receiver

@@ -1,7 +1,8 @@
-"""Click-to-call and call control: thin POST views over `telephony.pbx`.
+"""Telephony over HTTP: the PBX's webhook, the screen pop, the manager's agent state and away
+switch, click-to-call, hang-up and transfer. Thin views over `telephony.calls`.
 
-A form post (the admin's buttons) gets a message and a redirect back; a request that accepts
-`application/json` gets JSON.
+A script (it accepts `application/json`, or sends JSON) gets JSON; a form post (the admin's
+buttons) gets a message and a redirect back, to a safe `next` if one is given.
 """
 
 import json
@@ -14,20 +15,29 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from crm.selectors import leads_visible_to
-from telephony import pbx
+from telephony.calls import pbx, selectors, services, signatures, webhook
+from telephony.calls.events import WEBHOOK
+from telephony.calls.pbx_errors import PBXError
+
+FORM_FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def wants_json(request) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
+    return (
+        "application/json" in request.headers.get("Accept", "")
+        or request.content_type == "application/json"
+    )
 
 
-def control_view(view):
-    """POST only, logged in (JSON callers get a 403 rather than the login page)."""
+def logged_in(view):
+    """Like `login_required`, but a script gets a 403 to stop on rather than a redirect to the
+    login page."""
 
-    @require_POST
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not request.user.is_authenticated:
@@ -39,62 +49,120 @@ def control_view(view):
     return wrapper
 
 
-@control_view
-def click_to_call(request, lead_id):
-    lead = get_object_or_404(leads_visible_to(request.user), pk=lead_id)
-    back = _back(request, reverse("admin:crm_lead_change", args=[lead.pk]))
+# --- The PBX's webhook ----------------------------------------------------------------------
+
+
+@csrf_exempt  # the PBX signs its requests; it has no session or CSRF token
+@require_POST
+def events(request):
+    """Receive one call event: verify, parse, apply (see `telephony.calls.webhook`)."""
     try:
-        call = pbx.click_to_call(request.user, lead)
-    except pbx.PBXError as error:
-        return _failed(request, error, back)
-    message = gettext("Calling %(number)s: pick up your phone when it rings.") % {
-        "number": call.to_raw
-    }
-    return _done(request, message, back, call=call)
-
-
-@control_view
-def hangup(request, call_pk):
-    call = get_object_or_404(pbx.controllable_calls(request.user), pk=call_pk)
-    back = _back(request, _call_page(call))
+        body = webhook.read_body(request)
+    except webhook.TooLarge as error:
+        return _invalid(error, status=413)
     try:
-        pbx.hangup(call)
-    except pbx.PBXError as error:
-        return _failed(request, error, back)
-    return _done(request, gettext("The call is being hung up."), back, call=call)
-
-
-@control_view
-def transfer(request, call_pk):
-    call = get_object_or_404(pbx.controllable_calls(request.user), pk=call_pk)
-    back = _back(request, _call_page(call))
-    to = str(_data(request).get("to", ""))
+        webhook.verify(request, body)
+    except signatures.SignatureError as error:
+        return JsonResponse({"error": str(error.message)}, status=error.status)
     try:
-        pbx.transfer(call, to)
-    except pbx.PBXError as error:
-        return _failed(request, error, back)
-    message = gettext("The call is being transferred to %(extension)s.") % {"extension": to}
-    return _done(request, message, back, call=call)
+        event = webhook.parse_body(body)
+    except webhook.InvalidEvent as error:
+        webhook.reject(request, body, str(error))
+        return _invalid(error)
+    call = services.apply_event(WEBHOOK, event)
+    if call is None:
+        return JsonResponse({"status": "duplicate"})
+    return JsonResponse({"status": "ok", "call": call.pk})
 
 
-@control_view
-def dnd(request):
-    """The manager's own do-not-disturb: `on` = 1/0 (a form) or true/false (JSON)."""
-    on = _flag(_data(request).get("on"))
+# --- The screen pop and the manager's own state -----------------------------------------------
+
+
+@never_cache
+@require_GET
+@logged_in
+def screen_pop(request):
+    """`{"calls": [card, ...], "agent": state}`: the calls ringing on the user's extension."""
+    return JsonResponse(
+        {
+            "calls": selectors.screen_pop(request.user),
+            "agent": selectors.agent_state(request.user),
+        }
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@logged_in
+def agent_state(request):
+    """GET: the user's agent state. POST `away` (true or false in JSON; true, false, 1 or 0 in a
+    form): set the user away or back, in the CRM and, when it can be, at the PBX. The answer
+    says whether the PBX was told, and if not why."""
+    if request.method == "GET":
+        return JsonResponse(selectors.agent_state(request.user))
     back = _back(request, reverse("admin:index"))
-    if on is None:
-        return _refused(request, gettext("Say “on”: 1 or 0."), 400, back)
-    problem = pbx.set_away(request.user, on)
-    message = gettext("Do not disturb is on.") if on else gettext("Do not disturb is off.")
+    away = _away(request)
+    if away is None:
+        return _refused(request, gettext("Send “away”: true or false."), 400, back)
+    problem = pbx.set_away(request.user, away)
+    message = gettext("You are away.") if away else gettext("You are back.")
     if problem is not None:
         message = gettext("%(state)s The PBX was not told: %(reason)s") % {
             "state": message,
             "reason": problem.message,
         }
     if wants_json(request):
-        return JsonResponse({"ok": True, "away": on, "pbx": problem is None, "message": message})
+        told = {"pbx": problem is None, "message": message}
+        return JsonResponse({**selectors.agent_state(request.user), **told})
     messages.add_message(request, messages.WARNING if problem else messages.SUCCESS, message)
     return HttpResponseRedirect(back)
+
+
+# --- Call control ---------------------------------------------------------------------------
+
+
+@require_POST
+@logged_in
+def click_to_call(request, lead_id):
+    lead = get_object_or_404(leads_visible_to(request.user), pk=lead_id)
+    back = _back(request, reverse("admin:crm_lead_change", args=[lead.pk]))
+    try:
+        call = pbx.click_to_call(request.user, lead)
+    except PBXError as error:
+        return _refused(request, error.message, error.status, back)
+    message = gettext("Calling %(number)s: pick up your phone when it rings.") % {
+        "number": call.to_raw
+    }
+    return _done(request, message, back, call=call)
+
+
+@require_POST
+@logged_in
+def hangup(request, call_pk):
+    call = get_object_or_404(selectors.controllable_calls(request.user), pk=call_pk)
+    back = _back(request, _call_page(call))
+    try:
+        pbx.hangup(call)
+    except PBXError as error:
+        return _refused(request, error.message, error.status, back)
+    return _done(request, gettext("The call is being hung up."), back, call=call)
+
+
+@require_POST
+@logged_in
+def transfer(request, call_pk):
+    call = get_object_or_404(selectors.controllable_calls(request.user), pk=call_pk)
+    back = _back(request, _call_page(call))
+    to = str(_data(request).get("to", ""))
+    try:
+        pbx.transfer(call, to)
+    except PBXError as error:
+        return _refused(request, error.message, error.status, back)
+    message = gettext("The call is being transferred to %(extension)s.") % {"extension": to}
+    return _done(request, message, back, call=call)
+
+
+# --- Answers --------------------------------------------------------------------------------
 
 
 def _done(request, message, back, *, call):
@@ -104,15 +172,15 @@ def _done(request, message, back, *, call):
     return HttpResponseRedirect(back)
 
 
-def _failed(request, error: pbx.PBXError, back):
-    return _refused(request, error.message, error.status, back)
-
-
 def _refused(request, message, status, back):
     if wants_json(request):
         return JsonResponse({"ok": False, "error": message}, status=status)
     messages.error(request, message)
     return HttpResponseRedirect(back)
+
+
+def _invalid(error: webhook.InvalidEvent, *, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": str(error), "field": error.field}, status=status)
 
 
 def _call_json(call) -> dict:
@@ -152,9 +220,9 @@ def _data(request) -> dict:
     return request.POST
 
 
-def _flag(value) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    return {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}.get(
-        str(value).lower()
-    )
+def _away(request) -> bool | None:
+    """`away` as a JSON true or false, or a form's true, false, 1 or 0; None if neither."""
+    away = _data(request).get("away")
+    if request.content_type == "application/json":
+        return away if isinstance(away, bool) else None
+    return FORM_FLAGS.get(str(away).lower())

@@ -1,7 +1,7 @@
 """A real Celery worker for tests: `crm.celery.app` consuming in a thread of the test process.
 
     with celery_worker("redis", tmp_path) as worker:
-        services.dispatch_due()            # enqueues send_message on commit, to the real broker
+        tasks.dispatch_due()        # publishes send_messages after commit, to the real broker
         worker.finished.wait_for(1)        # a condition wait on the worker's task_postrun
 
 The broker is Redis (`tests.services.REDIS_URL`, every test under its own key prefix) or kombu's

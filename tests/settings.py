@@ -4,7 +4,10 @@ so a later `make run` finds var/ as the user left it."""
 
 import os
 import tempfile
+from pathlib import Path
 
-os.environ["CRM_VAR_DIR"] = tempfile.mkdtemp(prefix="crm-tests-")
+# A process the suite starts (a management command, say) inherits the suite's folder.
+if not Path(os.environ.get("CRM_VAR_DIR", "")).name.startswith("crm-tests-"):
+    os.environ["CRM_VAR_DIR"] = tempfile.mkdtemp(prefix="crm-tests-")
 
 from crm.settings import *  # noqa: E402, F403

@@ -1,16 +1,17 @@
 """Agent state in the admin: supervisors see every manager, a manager their own row.
 
 The state follows calls; the one thing a person sets is "away", here or with the badge in the
-admin header, and both go through `telephony.pbx.set_away` (also DND at the PBX when it can).
+admin header, and both go through `telephony.calls.pbx.set_away` (also DND at the PBX when it
+can).
 """
 
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from crm.models import user_display_name
 from crm.selectors import can_see_all_leads
-from telephony import pbx
+from telephony.calls import pbx
 from telephony.models import AgentState
-from telephony.screen import person
 
 
 @admin.register(AgentState)
@@ -41,7 +42,7 @@ class AgentStateAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("manager"), ordering="user__username")
     def manager(self, state):
-        return person(state.user)
+        return user_display_name(state.user)
 
     @admin.display(description=_("extension"), ordering="user__profile__extension")
     def extension(self, state):

@@ -17,9 +17,10 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import ReadOnlyInline
+from crm.models import user_display_name
 from crm.phones import to_e164
 from crm.selectors import can_see_all_leads, leads_visible_to
-from telephony import call_services, reports
+from telephony.calls import reports, selectors, services
 from telephony.models import Call, CallEvent, RejectedPayload
 
 MAX_REPORT_DAYS = 366
@@ -99,7 +100,7 @@ class ReportForm(forms.Form):
         data.setdefault("date_to", today.isoformat())
         super().__init__(data)
         self.fields["manager"].queryset = reports.managers_for_report(user)
-        self.fields["manager"].label_from_instance = reports.manager_name
+        self.fields["manager"].label_from_instance = user_display_name
 
     def clean(self):
         cleaned = super().clean()
@@ -185,7 +186,7 @@ class CallAdmin(admin.ModelAdmin):
     inlines = [CallEventInline]
 
     def get_queryset(self, request):
-        return reports.calls_visible_to(request.user, super().get_queryset(request))
+        return selectors.calls_visible_to(request.user, super().get_queryset(request))
 
     def get_search_results(self, request, queryset, search_term):
         found, duplicates = super().get_search_results(request, queryset, search_term)
@@ -231,7 +232,7 @@ class CallAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         """Only the lead is ever chosen here, through the service."""
-        call_services.choose_lead(obj, form.cleaned_data["lead"])
+        services.choose_lead(obj, form.cleaned_data["lead"])
 
     @admin.display(description=_("recording"))
     def recording(self, call):
@@ -309,7 +310,7 @@ class CallEventAdmin(ReadOnlyAdmin):
         queryset = super().get_queryset(request)
         if can_see_all_leads(request.user):
             return queryset
-        return queryset.filter(call__in=reports.calls_visible_to(request.user))
+        return queryset.filter(call__in=selectors.calls_visible_to(request.user))
 
     @admin.display(description=_("payload"))
     def data(self, event):

@@ -16,7 +16,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.selectors import can_see_all_leads, leads_visible_to
-from telephony import mail
+from telephony.mail import services as mail_services
 from telephony.models import InboundEmail
 
 
@@ -151,7 +151,9 @@ class InboundEmailAdmin(admin.ModelAdmin):
         unmatched = list(queryset.filter(lead=None))
         if form.is_valid():
             lead = form.cleaned_data["lead"]
-            attached = sum(mail.attach_to_lead(letter, lead, request.user) for letter in unmatched)
+            attached = sum(
+                mail_services.attach_to_lead(letter, lead, request.user) for letter in unmatched
+            )
             self.message_user(
                 request,
                 ngettext(

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from crm import services as crm_services
 from crm.models import Lead, LeadStatus, Notification
 from nurture import outbox, sending, services, tasks
-from nurture.dispatch import dispatch_due
+from nurture.dispatch import dispatch_batches, dispatch_due
 from nurture.models import Enrollment, OutboundMessage
 from tests.celery_worker import celery_worker, use_broker
 from tests.smtp_server import RecordingHandler
@@ -270,8 +270,15 @@ def test_two_dispatchers_at_once_create_each_message_once_and_a_worker_sends_eac
 
     # PostgreSQL and Redis, as in production (and clear of the filesystem transport's race
     # between a producer writing a message and the worker reading it: see test_simulation).
+    def dispatcher():
+        """What beat's task does: each batch's sends published as soon as it commits."""
+        created = []
+        for ids in dispatch_batches(batch_size=batch_size):
+            tasks.publish_sends(ids)
+            created += ids
+        return created
+
     with celery_worker("redis", tmp_path) as worker:
-        dispatcher = partial(dispatch_due, batch_size=batch_size)
         first, second = run_together(dispatcher, dispatcher)
         emails = smtp_server.handler.wait_for(count, timeout=3 * WAIT)
         outcomes = worker.finished.wait_for_outcomes(count, name=SEND, timeout=WAIT)

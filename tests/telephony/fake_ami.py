@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telephony.ami import parse_pairs
+from telephony.calls.ami.protocol import parse_pairs
 
 TRANSCRIPTS = Path(__file__).parent / "ami_transcripts"
 BANNER = "Asterisk Call Manager/9.0.0"

@@ -16,12 +16,14 @@ import time_machine
 from django.conf import settings
 from django.core.management import call_command
 
-from crm.models import Activity, Notification
+from crm.models import Activity, LeadStatus, Notification
 from nurture.models import Enrollment
-from telephony import ami, pbx
-from telephony.agents import state_of
-from telephony.ami import parse_message
-from telephony.ami_events import CallEventStore, CallTracker, extension_of
+from telephony.calls import pbx
+from telephony.calls.agents import state_of
+from telephony.calls.ami import listener
+from telephony.calls.ami.protocol import parse_message
+from telephony.calls.ami.pump import CallEventStore
+from telephony.calls.ami.tracking import CallTracker, extension_of
 from telephony.models import AgentState, Call
 from tests.telephony.conftest import T0
 from tests.telephony.fake_ami import FakeAMI, Session, transcript
@@ -30,7 +32,8 @@ from tests.telephony.fake_ami import FakeAMI, Session, transcript
 # after such a test would drop the statuses and groups of the data migrations, hence serialized.
 live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-CRM_CALL_ID = "crm-5f2b7c9e0a1d4e3f8a6b5c4d3e2f1a0b"
+# The call id the CRM gave the call recorded in placed_from_crm.txt.
+RECORDED_CRM_CALL_ID = "crm-5f2b7c9e0a1d4e3f8a6b5c4d3e2f1a0b"
 
 
 @pytest.fixture
@@ -40,7 +43,7 @@ def ami_server(settings, monkeypatch):
     settings.TELEPHONY_AMI_HOST = "127.0.0.1"
     settings.TELEPHONY_AMI_USERNAME = "crm"
     settings.TELEPHONY_AMI_SECRET = "s3cret"
-    monkeypatch.setattr(ami, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(listener, "BACKOFF_INITIAL", 0.01)
 
     def start(*sessions, **options):
         server = FakeAMI(sessions=list(sessions), **options).__enter__()
@@ -89,9 +92,12 @@ def test_an_answered_inbound_call_is_logged_on_the_nurtured_lead_and_stops_nurtu
     entry = calling_lead.activities.get(kind=Activity.Kind.CALL)
     assert entry.payload["talk_time"] == 60
     calling_lead.refresh_from_db()
-    assert calling_lead.status.code == "in_progress"
+    assert calling_lead.status.code == LeadStatus.IN_PROGRESS
     enrollment = calling_lead.enrollments.get()
-    assert (enrollment.state, enrollment.halt_reason) == (Enrollment.State.HALTED, "call")
+    assert (enrollment.state, enrollment.halt_reason) == (
+        Enrollment.State.HALTED,
+        Enrollment.HaltReason.CALL,
+    )
     assert state_of(alice).state == AgentState.State.AVAILABLE
 
 
@@ -104,7 +110,7 @@ def test_a_missed_inbound_call_asks_the_manager_to_call_back(ami_server, calling
     assert (call.answered_at, call.talk_time, call.duration) == (None, None, 20)
     assert Notification.objects.filter(user=alice, message__startswith="Missed call").count() == 1
     calling_lead.refresh_from_db()
-    assert calling_lead.status.code == "in_progress"  # the lead called: nurturing stops
+    assert calling_lead.status.code == LeadStatus.IN_PROGRESS  # the lead called: nurturing stops
 
 
 @live_db
@@ -120,7 +126,7 @@ def test_an_outbound_call_from_a_managers_phone_is_logged_but_nurturing_goes_on(
     assert (call.answered_at, call.duration, call.talk_time) == (seconds(8.001), 98, 90)
     assert calling_lead.activities.get(kind=Activity.Kind.CALL).summary == "Outgoing call"
     calling_lead.refresh_from_db()
-    assert calling_lead.status.code == "nurturing"
+    assert calling_lead.status.code == LeadStatus.NURTURING
 
 
 @live_db
@@ -166,7 +172,7 @@ def test_the_listener_reconnects_after_a_dropped_connection_and_carries_on(
     events = transcript("inbound_answered.txt")
     server = ami_server(Session(events[:6], drop=True), Session(events[6:]))
 
-    with caplog.at_level(logging.WARNING, logger="telephony.ami"):
+    with caplog.at_level(logging.WARNING, logger="telephony.calls.ami"):
         output = listen(max_events=len(events))
 
     assert server.logins == 2
@@ -180,7 +186,7 @@ def test_the_listener_reconnects_after_a_dropped_connection_and_carries_on(
 def test_a_refused_login_is_retried_with_backoff_until_the_listener_stops(ami_server, caplog):
     server = ami_server(secret="another secret")
 
-    with caplog.at_level(logging.WARNING, logger="telephony.ami"):
+    with caplog.at_level(logging.WARNING, logger="telephony.calls.ami"):
         listen(max_seconds=0.5)
 
     assert server.refused_logins >= 2
@@ -189,7 +195,7 @@ def test_a_refused_login_is_retried_with_backoff_until_the_listener_stops(ami_se
 
 
 def test_a_quiet_connection_is_kept_alive_with_pings(ami_server, monkeypatch):
-    monkeypatch.setattr(ami, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(listener, "PING_INTERVAL", 0.05)
     server = ami_server()
 
     listen(max_seconds=0.4)
@@ -199,10 +205,10 @@ def test_a_quiet_connection_is_kept_alive_with_pings(ami_server, monkeypatch):
 
 
 def test_a_connection_that_stops_answering_pings_is_replaced(ami_server, monkeypatch, caplog):
-    monkeypatch.setattr(ami, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(listener, "PING_INTERVAL", 0.05)
     server = ami_server(answer_pings=False)
 
-    with caplog.at_level(logging.WARNING, logger="telephony.ami"):
+    with caplog.at_level(logging.WARNING, logger="telephony.calls.ami"):
         listen(max_seconds=0.5)
 
     assert server.logins >= 2
@@ -248,20 +254,21 @@ def test_a_call_that_started_before_the_listener_is_left_alone(ami_server, calli
 
 
 @live_db
-def test_a_call_placed_from_the_crm_is_followed_on_its_own_row(
-    ami_server, calling_lead, alice, monkeypatch
-):
-    events = transcript("placed_from_crm.txt")
-    server = ami_server(Session(events))
-    monkeypatch.setattr(pbx, "new_call_id", lambda: CRM_CALL_ID)
+def test_a_call_placed_from_the_crm_is_followed_on_its_own_row(ami_server, calling_lead, alice):
+    server = ami_server()
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False):
         placed = pbx.click_to_call(alice, calling_lead)
+    # The PBX names the call by the channel id the CRM gave it in the Originate.
+    call_id = server.actions_named("Originate")[0]["ChannelId"]
+    events = [
+        text.replace(RECORDED_CRM_CALL_ID, call_id) for text in transcript("placed_from_crm.txt")
+    ]
+    server.sessions.append(Session(events))
 
     listen(max_events=len(events))
 
-    assert server.actions_named("Originate")[0]["ChannelId"] == CRM_CALL_ID
     call = Call.objects.get()
-    assert (call.pk, call.source, call.call_id) == (placed.pk, "crm", CRM_CALL_ID)
+    assert (call.pk, call.source, call.call_id) == (placed.pk, "crm", call_id)
     assert (call.state, call.agent, call.lead) == (Call.State.ENDED, alice, calling_lead)
     # Alice picking up her own phone is not the lead answering; the lead answers at 10 s.
     assert (call.answered_at, call.duration, call.talk_time) == (seconds(10.001), 70, 60)

@@ -1,38 +1,13 @@
 """The screen pop in a real browser: the caller's card on a manager's admin page."""
 
 import pytest
-from django.utils import timezone
 
-from crm import services as crm_services
-from telephony.agents import state_of
-from telephony.calls import CallEventData, apply_event
+from telephony.calls.agents import state_of
 
 pytest_plugins = ["tests.browser"]  # chromium, browser_page, expect, log_in
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 POP_BUDGET = 2_000  # ms: the card shows (or goes) within two seconds of the PBX's event
-
-
-@pytest.fixture
-def ring():
-    """Apply a call event now, committed, as the PBX webhook would."""
-    counter = iter(range(1, 10_000))
-
-    def apply(type, *, call_id="call-1", **fields):
-        fields.setdefault("direction", "in")
-        fields.setdefault("from_number", "+7 916 123-45-67")
-        fields.setdefault("to_number", "+7 495 000-00-00")
-        fields.setdefault("extension", "201")
-        event = CallEventData(
-            event_id=f"{call_id}-{next(counter)}",
-            type=type,
-            call_id=call_id,
-            occurred_at=timezone.now(),
-            **fields,
-        )
-        return apply_event("pbx", event)
-
-    return apply
 
 
 @pytest.fixture
@@ -45,17 +20,15 @@ def alices_admin(browser_page, log_in, alice, expect):
 
 
 def test_the_callers_card_pops_on_alices_page_and_goes_when_she_answers(
-    alices_admin, alice, make_lead, ring, expect, tmp_path
+    alices_admin, calling_lead, ring, expect, tmp_path
 ):
-    lead = make_lead(alice, phone_raw="8 (916) 123-45-67", company="Acme")
-    crm_services.change_status(lead, "nurturing", by=alice)
     card = alices_admin.locator(".screen-pop-card")
 
     ring("call.ringing")
 
     expect(card).to_be_visible(timeout=POP_BUDGET)
     expect(card.locator(".screen-pop-name")).to_have_text("Ivan Petrov")
-    expect(card).to_contain_text("Acme")
+    expect(card).to_contain_text("Shop")
     expect(card).to_contain_text("Incoming call")
     expect(card).to_contain_text("before the first email: lead called")
     expect(alices_admin.locator("#agent-state-value")).to_have_text("ringing")
@@ -77,10 +50,7 @@ def test_an_unknown_number_pops_a_link_to_create_the_lead(alices_admin, ring, ex
     expect(alices_admin.locator("#id_phone_raw")).to_have_value("+79031112233")
 
 
-def test_a_dismissed_card_stays_away_while_the_call_rings(
-    alices_admin, alice, make_lead, ring, expect
-):
-    make_lead(alice, phone_raw="8 (916) 123-45-67")
+def test_a_dismissed_card_stays_away_while_the_call_rings(alices_admin, calling_lead, ring, expect):
     card = alices_admin.locator(".screen-pop-card")
     ring("call.ringing")
     expect(card).to_be_visible(timeout=POP_BUDGET)
@@ -93,10 +63,16 @@ def test_a_dismissed_card_stays_away_while_the_call_rings(
     expect(card).to_have_count(0)
 
 
-def test_alice_sets_herself_away_from_the_header(alices_admin, alice, expect):
+def test_alice_sets_herself_away_from_the_header(alices_admin, alice, expect, settings):
+    settings.TELEPHONY_AMI_HOST = settings.TELEPHONY_CLICK_TO_CALL_URL = ""  # no PBX
     alices_admin.get_by_role("button", name="Set away").click()
 
     expect(alices_admin.locator("#agent-state-value")).to_have_text("away / do not disturb")
+    expect(alices_admin.locator("#agent-state")).to_have_attribute(
+        "title",
+        "You are away. The PBX was not told: No PBX is configured: click-to-call and call "
+        "control are off.",
+    )
     assert state_of(alice).away is True
     alices_admin.get_by_role("button", name="I’m back").click()
     expect(alices_admin.locator("#agent-state-value")).to_have_text("available")
@@ -104,9 +80,8 @@ def test_alice_sets_herself_away_from_the_header(alices_admin, alice, expect):
 
 
 def test_the_card_goes_and_polling_stops_when_alice_is_logged_out(
-    alices_admin, alice, client, make_lead, ring, expect
+    alices_admin, client, calling_lead, ring, expect
 ):
-    make_lead(alice, phone_raw="8 (916) 123-45-67")
     card = alices_admin.locator(".screen-pop-card")
     ring("call.ringing")
     expect(card).to_be_visible(timeout=POP_BUDGET)

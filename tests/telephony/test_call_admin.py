@@ -6,23 +6,14 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from crm.models import Activity, Notification
-from telephony.calls import apply_event
+from crm.models import Activity, LeadStatus, Notification
+from nurture.models import Enrollment
 from telephony.models import Call, RejectedPayload
-from tests.telephony.conftest import T0
+from tests.telephony.conftest import T0, call_event
 
 CHANGELIST = reverse("admin:telephony_call_changelist")
 REPORT = reverse("admin:telephony_call_report")
 MONDAY = {"date_from": "2025-11-24", "date_to": "2025-11-24"}
-
-
-@pytest.fixture
-def apply(django_capture_on_commit_callbacks):
-    def run(*events):
-        with django_capture_on_commit_callbacks(execute=True):
-            return [apply_event("pbx", event) for event in events]
-
-    return run
 
 
 def make_call(call_id, *, agent=None, lead=None, direction="in", talk=None, **fields):
@@ -60,7 +51,7 @@ def shared_number(make_lead, alice, django_capture_on_commit_callbacks):
     first = make_lead(alice, phone_raw="+79161234567", email="a@x.example", title="Shop")
     second = make_lead(alice, phone_raw="8 916 123-45-67", email="b@x.example", title="Bakery")
     with django_capture_on_commit_callbacks(execute=True):
-        services.change_status(first, "nurturing", by=alice)
+        services.change_status(first, LeadStatus.NURTURING, by=alice)
     return first, second
 
 
@@ -101,9 +92,7 @@ def test_the_call_log_links_to_the_report(client, alice):
     assert f'href="{REPORT}"' in page(client, CHANGELIST)
 
 
-def test_a_call_page_shows_its_raw_events_and_cannot_be_changed(
-    client, alice, calling_lead, call_event, apply
-):
+def test_a_call_page_shows_its_raw_events_and_cannot_be_changed(client, alice, calling_lead, apply):
     [_, call] = apply(
         call_event("call.ringing", raw={"vendor": "pbx-one"}),
         call_event("call.ended", seconds=20, raw={"vendor": "pbx-one", "cause": "no_answer"}),
@@ -123,7 +112,7 @@ def test_a_call_page_shows_its_raw_events_and_cannot_be_changed(
 
 
 def test_alice_chooses_whose_call_it_was_and_it_lands_on_that_timeline(
-    client, alice, shared_number, call_event, apply, django_capture_on_commit_callbacks
+    client, alice, shared_number, apply, django_capture_on_commit_callbacks
 ):
     first, second = shared_number
     [call] = apply(call_event("call.ringing"))
@@ -142,16 +131,14 @@ def test_alice_chooses_whose_call_it_was_and_it_lands_on_that_timeline(
     entry = first.activities.get(kind=Activity.Kind.CALL)
     assert (call.activity, entry.payload["call"]) == (entry, call.pk)
     first.refresh_from_db()
-    assert first.status.code == "in_progress"
-    assert first.enrollments.get().halt_reason == "call"
+    assert first.status.code == LeadStatus.IN_PROGRESS
+    assert first.enrollments.get().halt_reason == Enrollment.HaltReason.CALL
     assert Notification.objects.filter(user=alice, lead=first, message__contains="called").exists()
     assert not second.activities.filter(kind=Activity.Kind.CALL).exists()
     assert 'name="_save"' not in page(client, url)  # settled: view only from now on
 
 
-def test_only_a_possible_lead_can_be_chosen(
-    client, alice, shared_number, make_lead, call_event, apply
-):
+def test_only_a_possible_lead_can_be_chosen(client, alice, shared_number, make_lead, apply):
     stranger = make_lead(alice, phone_raw="+79169999999", email="s@x.example")
     [call] = apply(call_event("call.ringing"))
     client.force_login(alice)
@@ -166,7 +153,7 @@ def test_only_a_possible_lead_can_be_chosen(
     assert call.lead is None
 
 
-def test_bob_cannot_settle_a_call_on_alices_leads(client, bob, shared_number, call_event, apply):
+def test_bob_cannot_settle_a_call_on_alices_leads(client, bob, shared_number, apply):
     first, _ = shared_number
     [call] = apply(call_event("call.ringing", extension="202"))  # it rang on Bob's phone
     client.force_login(bob)
@@ -181,7 +168,7 @@ def test_bob_cannot_settle_a_call_on_alices_leads(client, bob, shared_number, ca
 # --- Audit ----------------------------------------------------------------------------------
 
 
-def test_events_and_rejected_payloads_are_read_only(client, olga, calling_lead, call_event, apply):
+def test_events_and_rejected_payloads_are_read_only(client, olga, calling_lead, apply):
     apply(call_event("call.ringing"))
     rejected = RejectedPayload.objects.create(
         source="webhook", error="type: unknown event type", body='{"type": "x"}'

@@ -1,5 +1,5 @@
-"""Click-to-call, hang-up, transfer and do-not-disturb, against a fake AMI server and a real
-HTTP server on loopback."""
+"""Click-to-call, hang-up, transfer and the away switch (do-not-disturb at the PBX), against a
+fake AMI server and a real HTTP server on loopback."""
 
 import json
 import socket
@@ -10,13 +10,14 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from crm.models import Activity
-from telephony import pbx
-from telephony.agents import state_of
+from crm.models import Activity, LeadStatus
+from telephony.calls import connectors, services
+from telephony.calls.agents import state_of
 from telephony.models import Call
 from tests.telephony.fake_ami import FakeAMI
 
 JSON = {"HTTP_ACCEPT": "application/json"}
+AGENT_STATE = reverse("telephony:agent_state")
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def dial(client, lead, **extra):
 @pytest.fixture
 def live_call(alice, calling_lead):
     """Alice on the phone with her lead, placed from the CRM."""
-    return pbx.log_outbound_call(alice, calling_lead, "201", "+79161234567")
+    return services.place_outbound_call(alice, calling_lead, "201", "+79161234567")
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_click_to_call_rings_the_manager_then_the_lead_and_logs_an_outbound_call
     )
     assert "Calling +79161234567" in response.content.decode()
     calling_lead.refresh_from_db()
-    assert calling_lead.status.code == "nurturing"
+    assert calling_lead.status.code == LeadStatus.NURTURING
 
 
 def test_click_to_call_answers_json_to_a_script(ami_server, alice, calling_lead):
@@ -170,7 +171,7 @@ def test_an_unreachable_pbx_is_reported_at_once(settings, alice, calling_lead):
 
 
 def test_a_pbx_that_does_not_answer_times_out(settings, alice, calling_lead, monkeypatch):
-    monkeypatch.setattr(pbx, "TIMEOUT", 0.2)
+    monkeypatch.setattr(connectors, "TIMEOUT", 0.2)
     with socket.socket() as silent:  # accepts connections (the backlog) but never speaks
         silent.bind(("127.0.0.1", 0))
         silent.listen()
@@ -206,7 +207,7 @@ def test_no_pbx_configured_is_a_clear_refusal(no_pbx, alice, calling_lead):
 def test_a_manager_without_an_extension_cannot_dial(ami_server, olga, calling_lead):
     response = dial(client_for(olga), calling_lead, follow=True)
 
-    assert "Olga has no PBX extension" in response.content.decode()
+    assert "Olga Manager has no PBX extension" in response.content.decode()
     assert not ami_server.actions and not Call.objects.exists()
 
 
@@ -240,7 +241,7 @@ def test_call_control_is_post_only_for_logged_in_users_with_a_csrf_token(
     assert not ami_server.actions
 
 
-# --- hang up, transfer, do-not-disturb ----------------------------------------------------
+# --- hang up, transfer ----------------------------------------------------------------------
 
 
 def test_hangup_hangs_up_the_managers_channel_of_that_call(
@@ -316,16 +317,30 @@ def test_an_ended_call_cannot_be_hung_up(ami_server, alice, live_call):
     assert (response.status_code, response.json()["error"]) == (409, "This call is over.")
 
 
-def test_do_not_disturb_goes_to_the_pbx_and_the_agent_state(ami_server, alice):
+# --- the away switch ------------------------------------------------------------------------
+
+
+def set_away(client, away, **extra):
+    return client.post(AGENT_STATE, {"away": away}, content_type="application/json", **extra)
+
+
+def test_away_is_do_not_disturb_at_the_pbx(ami_server, alice):
     client = client_for(alice)
 
-    on = client.post(reverse("telephony:dnd"), {"on": "1"}, **JSON)
-    assert on.json() == {"ok": True, "away": True, "pbx": True, "message": "Do not disturb is on."}
+    on = set_away(client, True)
+    assert on.json() == {
+        "state": "away",
+        "label": "away / do not disturb",
+        "away": True,
+        "changed_at": state_of(alice).changed_at.isoformat(),
+        "pbx": True,
+        "message": "You are away.",
+    }
     assert state_of(alice).away
 
     ami_server.errors["DBDel"] = "Database entry not found"  # off when it was never on is off
-    off = client.post(reverse("telephony:dnd"), {"on": "0"}, **JSON)
-    assert off.json()["pbx"] is True
+    off = set_away(client, False)
+    assert (off.json()["pbx"], off.json()["message"]) == (True, "You are back.")
     assert not state_of(alice).away
 
     put, delete = ami_server.actions
@@ -333,11 +348,53 @@ def test_do_not_disturb_goes_to_the_pbx_and_the_agent_state(ami_server, alice):
     assert (delete["Action"], delete["Family"], delete["Key"]) == ("DBDel", "DND", "201")
 
 
-def test_do_not_disturb_without_a_pbx_still_sets_the_manager_away(no_pbx, alice):
-    response = client_for(alice).post(reverse("telephony:dnd"), {"on": "1"}, follow=True)
+def test_a_pbx_refusing_dnd_leaves_the_manager_away_and_says_why(ami_server, alice):
+    ami_server.errors["DBPut"] = "Failed to update entry"
 
+    answer = set_away(client_for(alice), True).json()
+
+    assert (answer["state"], answer["pbx"]) == ("away", False)
+    assert answer["message"] == (
+        "You are away. The PBX was not told: The PBX refused: Failed to update entry"
+    )
     assert state_of(alice).away
-    assert "The PBX was not told: No PBX is configured" in response.content.decode()
+
+
+def test_away_without_a_pbx_still_sets_the_manager_away(no_pbx, alice):
+    answer = set_away(client_for(alice), True).json()
+
+    assert (answer["away"], answer["pbx"]) == (True, False)
+    assert answer["message"].startswith("You are away. The PBX was not told: No PBX is configured")
+    assert state_of(alice).away
+
+
+def test_a_manager_without_an_extension_is_away_in_the_crm_only(ami_server, olga):
+    answer = set_away(client_for(olga), True).json()
+
+    assert answer["pbx"] is False
+    assert "Olga Manager has no PBX extension" in answer["message"]
+    assert state_of(olga).away and not ami_server.actions
+
+
+def test_a_form_post_sets_away_and_goes_back_with_the_message(no_pbx, alice):
+    client = client_for(alice)
+    lead_page = reverse("admin:crm_lead_changelist")
+
+    response = client.post(AGENT_STATE, {"away": "1", "next": lead_page}, follow=True)
+
+    assert response.redirect_chain[-1][0] == lead_page
+    assert "You are away. The PBX was not told: No PBX is configured" in response.content.decode()
+    assert state_of(alice).away
+    back = client.post(AGENT_STATE, {"away": "false", "next": "https://elsewhere.example/"})
+    assert back.url == reverse("admin:index")  # not to another site
+    assert not state_of(alice).away
+
+
+def test_a_form_post_without_a_clear_away_is_refused(no_pbx, alice):
+    response = client_for(alice).post(AGENT_STATE, {"away": "maybe"}, follow=True)
+
+    assert "Send “away”: true or false." in response.content.decode()
+    assert not state_of(alice).away
 
 
 # --- the HTTP connector --------------------------------------------------------------------
@@ -396,8 +453,8 @@ def test_the_lead_page_has_a_call_button_and_the_leads_calls(ami_server, alice, 
     assert "Call +79161234567" in html
     assert f'action="{reverse("telephony:hangup", args=[live_call.pk])}"' in html
     assert "Calls in progress" in html
-    inline = page.context["inline_admin_formsets"][-1]
-    assert [form.original for form in inline] == [live_call]
+    (calls,) = [i for i in page.context["inline_admin_formsets"] if i.opts.model is Call]
+    assert [form.original for form in calls] == [live_call]
 
 
 def test_the_call_button_is_off_without_a_pbx(no_pbx, alice, calling_lead):

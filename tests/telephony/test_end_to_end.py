@@ -12,16 +12,15 @@ from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.core.management import call_command
 
-from crm import services as crm_services
-from crm.models import Activity, Notification
+from crm.models import Activity, LeadStatus, Notification
 from nurture import tasks as nurture_tasks
 from nurture.models import Enrollment
-from telephony import ami
-from telephony.signatures import sign
+from telephony.calls.ami import listener
+from telephony.calls.signatures import sign
 from tests.dovecot import dovecot_server  # noqa: F401 - the `dovecot` fixture
+from tests.telephony.conftest import call_event, webhook_json
 from tests.telephony.fake_ami import FakeAMI, Session, transcript
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -34,23 +33,15 @@ CONTACT = datetime(2025, 12, 2, 12, 0, tzinfo=MSK)  # the day after the second e
 
 
 @pytest.fixture
-def clock():
-    with time_machine.travel(ENROLLED, tick=False) as traveller:
-        yield traveller
+def clock_start():
+    """The lead is moved to nurturing on Thursday evening."""
+    return ENROLLED
 
 
 @pytest.fixture
-def two_emails_sent(clock, make_lead, alice, smtp_server, eager_tasks):
-    """Alice's lead, nurtured since Thursday, has had the first two emails."""
-    lead = make_lead(
-        alice,
-        first_name="Ivan",
-        email="ivan@client.example",
-        phone_raw="8 (916) 123-45-67",
-        title="Shop",
-        language="ru",
-    )
-    crm_services.change_status(lead, "nurturing", by=alice)  # enrolls as it commits
+def two_emails_sent(clock, smtp_server, eager_tasks, calling_lead):
+    """Alice's lead with a phone, nurtured since Thursday, has had the first two emails."""
+    lead = calling_lead
     for moment in (FIRST_SEND, SECOND_SEND):
         clock.move_to(moment)
         nurture_tasks.dispatch_due()  # as beat does; the sends run as each batch commits
@@ -61,7 +52,7 @@ def two_emails_sent(clock, make_lead, alice, smtp_server, eager_tasks):
 
 def assert_nurturing_stopped_for_good(lead, reason, kind, notice, clock, smtp_server, alice):
     lead.refresh_from_db()
-    assert lead.status.code == "in_progress"
+    assert lead.status.code == LeadStatus.IN_PROGRESS
     enrollment = lead.enrollments.get()
     assert (enrollment.state, enrollment.halt_reason) == (Enrollment.State.HALTED, reason)
     assert lead.activities.filter(kind=kind).exists()
@@ -78,18 +69,7 @@ def test_a_call_through_the_webhook_stops_nurturing(
     lead, _ = two_emails_sent
     settings.TELEPHONY_WEBHOOK_SECRETS = ["pbx-secret"]
     for offset, type in enumerate(["call.ringing", "call.answered", "call.ended"]):
-        body = json.dumps(
-            {
-                "event_id": f"e-{offset}",
-                "type": type,
-                "call_id": "c-1",
-                "direction": "in",
-                "from": "+7 916 123-45-67",
-                "to": "+7 495 000-00-00",
-                "extension": "201",
-                "occurred_at": (CONTACT + timedelta(seconds=offset * 30)).isoformat(),
-            }
-        ).encode()
+        body = json.dumps(webhook_json(call_event(type, at=CONTACT, seconds=offset * 30))).encode()
         timestamp = str(int(CONTACT.timestamp()))
         request = urllib.request.Request(
             f"{live_server.url}/telephony/events/",
@@ -104,7 +84,7 @@ def test_a_call_through_the_webhook_stops_nurturing(
             assert response.status == 200
 
     assert_nurturing_stopped_for_good(
-        lead, "call", Activity.Kind.CALL, "called", clock, smtp_server, alice
+        lead, Enrollment.HaltReason.CALL, Activity.Kind.CALL, "called", clock, smtp_server, alice
     )
 
 
@@ -113,14 +93,14 @@ def test_a_call_seen_by_the_asterisk_listener_stops_nurturing(
 ):
     lead, _ = two_emails_sent
     events = transcript("inbound_answered.txt")  # 8 916 123-45-67 calls, alice answers
-    monkeypatch.setattr(ami, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(listener, "BACKOFF_INITIAL", 0.01)
     with FakeAMI(sessions=[Session(events)]) as pbx:
         settings.TELEPHONY_AMI_HOST, settings.TELEPHONY_AMI_PORT = "127.0.0.1", pbx.port
         settings.TELEPHONY_AMI_USERNAME, settings.TELEPHONY_AMI_SECRET = "crm", "s3cret"
         call_command("ami_listen", "--max-events", str(len(events)), "--max-seconds", "10")
 
     assert_nurturing_stopped_for_good(
-        lead, "call", Activity.Kind.CALL, "called", clock, smtp_server, alice
+        lead, Enrollment.HaltReason.CALL, Activity.Kind.CALL, "called", clock, smtp_server, alice
     )
 
 
@@ -144,5 +124,11 @@ def test_a_reply_by_email_fetched_over_imap_stops_nurturing(
     call_command("fetch_mail", "--backfill-days", "-1")
 
     assert_nurturing_stopped_for_good(
-        lead, "reply", Activity.Kind.EMAIL_IN, "wrote back", clock, smtp_server, alice
+        lead,
+        Enrollment.HaltReason.REPLY,
+        Activity.Kind.EMAIL_IN,
+        "wrote back",
+        clock,
+        smtp_server,
+        alice,
     )

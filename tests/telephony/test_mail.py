@@ -9,10 +9,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from crm import services as crm_services
 from crm.models import Activity, Lead, Notification
 from nurture.models import OutboundMessage
-from telephony import mail
+from telephony.mail import letters
+from telephony.mail.decoding import MAX_TEXT
+from telephony.mail.services import attach_to_lead, receive_email
 from telephony.models import InboundContact, InboundEmail
 
 SAMPLES = Path(__file__).parent / "mail_samples"
@@ -30,16 +31,6 @@ def message(headers: dict, body: str = "Hello", subtype: str = "plain") -> Email
         built[name] = value
     built.set_content(body, subtype=subtype)
     return built
-
-
-@pytest.fixture
-def nurtured_lead(make_lead, alice, django_capture_on_commit_callbacks):
-    """Ivan, alice's lead, being nurtured."""
-    lead = make_lead(alice, first_name="Ivan", email="ivan@client.example", title="Shop")
-    with django_capture_on_commit_callbacks(execute=True):
-        crm_services.change_status(lead, "nurturing", by=alice)
-    lead.refresh_from_db()
-    return lead
 
 
 @pytest.fixture
@@ -66,7 +57,7 @@ def receive(django_capture_on_commit_callbacks):
 
     def run(message, source="test"):
         with django_capture_on_commit_callbacks(execute=True):
-            return mail.receive_email(message, source=source)
+            return receive_email(message, source=source)
 
     return run
 
@@ -219,7 +210,7 @@ def test_a_russian_autoreply_is_recognised_by_its_subject_alone(nurtured_lead, r
 def test_automatic_replies_are_told_from_replies(headers, kind):
     headers = {"From": "ivan@client.example", "Subject": "Re: Shop", **headers}
 
-    assert mail.read(message(headers)).kind == kind
+    assert letters.read(message(headers)).kind == kind
 
 
 # --- Bounces --------------------------------------------------------------------------------
@@ -366,7 +357,7 @@ def test_malformed_mail_is_stored_without_errors(db, receive):
 def test_a_very_long_text_is_capped(db, receive):
     inbound = receive(message({"From": "x@y.example", "Subject": "Long"}, "word " * 50_000))
 
-    assert len(inbound.text) <= mail.MAX_TEXT
+    assert len(inbound.text) <= MAX_TEXT
 
 
 @pytest.mark.parametrize(
@@ -384,7 +375,7 @@ def test_a_very_long_text_is_capped(db, receive):
 def test_the_excerpt_leaves_out_the_quoted_email(quote):
     text = f"Yes, we go ahead.\nCall me tomorrow.\n\n{quote}\n"
 
-    assert mail.reply_excerpt(text) == "Yes, we go ahead.\nCall me tomorrow."
+    assert letters.reply_excerpt(text) == "Yes, we go ahead.\nCall me tomorrow."
 
 
 # --- Attaching unmatched mail ---------------------------------------------------------------
@@ -396,7 +387,7 @@ def test_unmatched_mail_attached_to_a_lead_counts_as_its_reply(
     inbound = receive(sample("stranger.eml"))
 
     with django_capture_on_commit_callbacks(execute=True):
-        attached = mail.attach_to_lead(inbound, nurtured_lead, alice)
+        attached = attach_to_lead(inbound, nurtured_lead, alice)
 
     inbound.refresh_from_db()
     assert attached
@@ -412,7 +403,7 @@ def test_mail_that_already_has_a_lead_is_not_attached_again(
     inbound = receive(sample("gmail_reply.eml"))
     other = make_lead(bob, email="someone@else.example")
 
-    assert not mail.attach_to_lead(inbound, other, bob)
+    assert not attach_to_lead(inbound, other, bob)
     inbound.refresh_from_db()
     assert inbound.lead == nurtured_lead
 
@@ -423,7 +414,7 @@ def test_an_unmatched_bounce_attached_to_a_lead_marks_its_address(
     inbound = receive(sample("google_dsn_headers_only.eml"))  # nobody has that address
     lead = make_lead(alice, email="no.such.person@client.example")
 
-    mail.attach_to_lead(inbound, lead, alice)
+    attach_to_lead(inbound, lead, alice)
 
     lead.refresh_from_db()
     assert (inbound.lead, lead.email_status) == (lead, "bounced")

@@ -4,52 +4,48 @@ from datetime import date
 
 import pytest
 
-from telephony.calls import apply_event
-from telephony.reports import as_csv, call_report, columns, total
+from telephony.calls.reports import as_csv, call_report, columns, total
+from tests.telephony.conftest import call_event
 
 MONDAY, TUESDAY, WEDNESDAY = date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26)
 HOUR = 3600  # seconds after T0, which is Monday 12:00 in Moscow (09:00 UTC)
 
 
 @pytest.fixture
-def two_days_of_calls(alice, bob, call_event, django_capture_on_commit_callbacks):
+def two_days_of_calls(alice, bob, apply):
     """Alice (extension 201) and Bob (202) on the phone on Monday and Tuesday, Moscow time."""
 
     def call(call_id, *events, **fields):
-        for type, seconds in events:
-            apply_event("pbx", call_event(type, call_id=call_id, seconds=seconds, **fields))
+        apply(*(call_event(type, call_id=call_id, seconds=at, **fields) for type, at in events))
 
     out = {"direction": "out", "from_number": "201", "to_number": "+79161234567"}
-    with django_capture_on_commit_callbacks(execute=True):
-        # Alice, Monday: answered (60 s of talk), missed, still ringing (02:59 Moscow, Sunday
-        # in UTC), and an outbound call with 120 s of talk.
-        call("a-answered", ("call.ringing", 0), ("call.answered", 5), ("call.ended", 65))
-        call("a-missed", ("call.ringing", HOUR), ("call.ended", HOUR + 20))
-        call("a-ringing", ("call.ringing", -9 * HOUR - 60))
-        call("a-out", ("call.answered", 2 * HOUR), ("call.ended", 2 * HOUR + 120), **out)
-        # Alice, Tuesday 00:00 Moscow (Monday 21:00 UTC): answered, 30 s of talk.
-        call(
-            "a-midnight",
-            ("call.ringing", 12 * HOUR),
-            ("call.answered", 12 * HOUR + 10),
-            ("call.ended", 12 * HOUR + 40),
-        )
-        # Bob, Monday: answered, 90 s; Tuesday: an outbound call nobody picked up.
-        bobs = {"extension": "202"}
-        call(
-            "b-answered",
-            ("call.ringing", 3 * HOUR),
-            ("call.answered", 3 * HOUR + 10),
-            ("call.ended", 3 * HOUR + 100),
-            **bobs,
-        )
-        call("b-out", ("call.ringing", 22 * HOUR), ("call.ended", 22 * HOUR + 30), **out, **bobs)
-        # Nobody's: a missed call that rang no extension; an internal call; Wednesday's call.
-        call("nobody", ("call.ringing", 4 * HOUR), ("call.ended", 4 * HOUR + 20), extension="")
-        call(
-            "internal", ("call.answered", 5 * HOUR), ("call.ended", 6 * HOUR), direction="internal"
-        )
-        call("wednesday", ("call.ringing", 48 * HOUR), ("call.ended", 48 * HOUR + 5))
+    # Alice, Monday: answered (60 s of talk), missed, still ringing (02:59 Moscow, Sunday
+    # in UTC), and an outbound call with 120 s of talk.
+    call("a-answered", ("call.ringing", 0), ("call.answered", 5), ("call.ended", 65))
+    call("a-missed", ("call.ringing", HOUR), ("call.ended", HOUR + 20))
+    call("a-ringing", ("call.ringing", -9 * HOUR - 60))
+    call("a-out", ("call.answered", 2 * HOUR), ("call.ended", 2 * HOUR + 120), **out)
+    # Alice, Tuesday 00:00 Moscow (Monday 21:00 UTC): answered, 30 s of talk.
+    call(
+        "a-midnight",
+        ("call.ringing", 12 * HOUR),
+        ("call.answered", 12 * HOUR + 10),
+        ("call.ended", 12 * HOUR + 40),
+    )
+    # Bob, Monday: answered, 90 s; Tuesday: an outbound call nobody picked up.
+    bobs = {"extension": "202"}
+    call(
+        "b-answered",
+        ("call.ringing", 3 * HOUR),
+        ("call.answered", 3 * HOUR + 10),
+        ("call.ended", 3 * HOUR + 100),
+        **bobs,
+    )
+    call("b-out", ("call.ringing", 22 * HOUR), ("call.ended", 22 * HOUR + 30), **out, **bobs)
+    # Nobody's: a missed call that rang no extension; an internal call; Wednesday's call.
+    call("nobody", ("call.ringing", 4 * HOUR), ("call.ended", 4 * HOUR + 20), extension="")
+    call("internal", ("call.answered", 5 * HOUR), ("call.ended", 6 * HOUR), direction="internal")
+    call("wednesday", ("call.ringing", 48 * HOUR), ("call.ended", 48 * HOUR + 5))
 
 
 def numbers(rows):

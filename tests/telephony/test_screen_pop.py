@@ -9,46 +9,22 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from nurture.models import Enrollment
-from telephony.agents import state_of
-from telephony.calls import CallEventData, apply_event
+from telephony.calls.agents import state_of
 from telephony.models import AgentState
 
 SCREEN_POP = reverse("telephony:screen_pop")
 AGENT_STATE = reverse("telephony:agent_state")
+JSON = {"HTTP_ACCEPT": "application/json"}
 NEXT_SEND = datetime(2025, 11, 27, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Moscow
 
 
 @pytest.fixture
-def ring(django_capture_on_commit_callbacks):
-    """Apply call events as the PBX sends them, now: ring("call.ringing", call_id=..., ...)."""
-    counter = iter(range(1, 10_000))
-
-    def apply(type, *, call_id="call-1", ago=timedelta(0), **fields):
-        fields.setdefault("direction", "in")
-        fields.setdefault("from_number", "+7 916 123-45-67")
-        fields.setdefault("to_number", "+7 495 000-00-00")
-        fields.setdefault("extension", "201")
-        event = CallEventData(
-            event_id=f"{call_id}-{next(counter)}",
-            type=type,
-            call_id=call_id,
-            occurred_at=timezone.now() - ago,
-            **fields,
-        )
-        with django_capture_on_commit_callbacks(execute=True):
-            return apply_event("pbx", event)
-
-    return apply
-
-
-@pytest.fixture
-def nurtured_lead(make_lead, alice, django_capture_on_commit_callbacks):
-    """Alice's lead from Acme, two emails into nurturing."""
-    lead = make_lead(alice, phone_raw="8 (916) 123-45-67", company="Acme")
-    with django_capture_on_commit_callbacks(execute=True):
-        crm_services.change_status(lead, "nurturing", by=alice)
-    Enrollment.objects.filter(lead=lead).update(sent_count=2, next_send_at=NEXT_SEND)
-    return lead
+def acme_caller_two_emails_in(calling_lead):
+    """The nurtured lead with a phone, from Acme, two emails into nurturing."""
+    calling_lead.company = "Acme"
+    calling_lead.save()
+    Enrollment.objects.filter(lead=calling_lead).update(sent_count=2, next_send_at=NEXT_SEND)
+    return calling_lead
 
 
 def cards_for(client, user):
@@ -59,7 +35,9 @@ def cards_for(client, user):
     return response.json()["calls"]
 
 
-def test_alice_sees_the_card_of_the_lead_calling_her(client, alice, nurtured_lead, ring):
+def test_alice_sees_the_card_of_the_lead_calling_her(
+    client, alice, acme_caller_two_emails_in, ring
+):
     call = ring("call.ringing")
 
     (card,) = cards_for(client, alice)
@@ -67,13 +45,9 @@ def test_alice_sees_the_card_of_the_lead_calling_her(client, alice, nurtured_lea
     assert (card["id"], card["kind"], card["direction"]) == (call.pk, "lead", "in")
     assert card["number"] == "+7 916 123-45-67"
     lead = card["lead"]
-    assert (lead["name"], lead["title"], lead["company"]) == (
-        "Ivan Petrov",
-        "Website redesign",
-        "Acme",
-    )
+    assert (lead["name"], lead["title"], lead["company"]) == ("Ivan Petrov", "Shop", "Acme")
     assert lead["status"] == "In progress"  # the call took the lead out of nurturing
-    assert lead["url"] == reverse("admin:crm_lead_change", args=[nurtured_lead.pk])
+    assert lead["url"] == reverse("admin:crm_lead_change", args=[acme_caller_two_emails_in.pk])
     texts = [activity["text"] for activity in lead["activities"]]
     assert texts == [
         "Status: Nurturing → In progress",
@@ -85,7 +59,9 @@ def test_alice_sees_the_card_of_the_lead_calling_her(client, alice, nurtured_lea
     assert lead["nurture"].endswith("after email 2 of 6: lead called")
 
 
-def test_the_card_shows_the_next_email_while_nurturing_goes_on(client, alice, nurtured_lead, ring):
+def test_the_card_shows_the_next_email_while_nurturing_goes_on(
+    client, alice, acme_caller_two_emails_in, ring
+):
     # Alice dialled the lead: her phone rings first, and the lead stays nurtured.
     ring("call.ringing", direction="out", from_number="201", to_number="+79161234567")
 
@@ -97,9 +73,9 @@ def test_the_card_shows_the_next_email_while_nurturing_goes_on(client, alice, nu
     assert card["lead"]["nurture"] == "Email 2 of 6 sent, next on Thu, 27 Nov, 10:00"
 
 
-def test_the_card_shows_only_the_last_few_activities(client, alice, nurtured_lead, ring):
+def test_the_card_shows_only_the_last_few_activities(client, alice, calling_lead, ring):
     for number in range(8):
-        crm_services.record_activity(nurtured_lead, "note", f"Note {number}")
+        crm_services.record_activity(calling_lead, "note", f"Note {number}")
     ring("call.ringing")
 
     (card,) = cards_for(client, alice)
@@ -107,21 +83,21 @@ def test_the_card_shows_only_the_last_few_activities(client, alice, nurtured_lea
     assert len(card["lead"]["activities"]) == 5
 
 
-def test_bob_sees_nothing_of_alices_call(client, alice, bob, nurtured_lead, ring):
+def test_bob_sees_nothing_of_alices_call(client, alice, bob, calling_lead, ring):
     ring("call.ringing")
 
     assert cards_for(client, bob) == []
 
 
 @pytest.mark.parametrize("event", ["call.answered", "call.ended"])
-def test_the_card_goes_once_the_call_stops_ringing(client, alice, nurtured_lead, ring, event):
+def test_the_card_goes_once_the_call_stops_ringing(client, alice, calling_lead, ring, event):
     ring("call.ringing")
     ring(event)
 
     assert cards_for(client, alice) == []
 
 
-def test_a_call_ringing_for_ages_lost_its_end_and_pops_nothing(client, alice, nurtured_lead, ring):
+def test_a_call_ringing_for_ages_lost_its_end_and_pops_nothing(client, alice, calling_lead, ring):
     ring("call.ringing")
 
     with time_machine.travel(timezone.now() + timedelta(minutes=2), tick=False):
@@ -132,14 +108,14 @@ def test_a_call_ringing_for_ages_lost_its_end_and_pops_nothing(client, alice, nu
 
 @pytest.mark.parametrize("pbx_clock_off", [timedelta(hours=3), -timedelta(hours=3)])
 def test_a_pbx_clock_far_off_does_not_hide_the_card(
-    client, alice, nurtured_lead, ring, pbx_clock_off
+    client, alice, calling_lead, ring, pbx_clock_off
 ):
     """Whether the call still rings is judged by when its events reached the CRM: a PBX that
     sends Moscow time as UTC (three hours off) still pops the card."""
     ring("call.ringing", ago=pbx_clock_off)
 
     [card] = cards_for(client, alice)
-    assert card["lead"]["id"] == nurtured_lead.pk
+    assert card["lead"]["id"] == calling_lead.pk
 
 
 def test_internal_calls_pop_nothing(client, alice, bob, ring):
@@ -213,7 +189,7 @@ def test_a_supervisor_sees_the_details_of_any_lead(client, alice, make_user, mak
 
 
 def test_the_screen_pop_takes_a_few_queries(
-    client, alice, nurtured_lead, make_lead, ring, django_assert_max_num_queries
+    client, alice, calling_lead, make_lead, ring, django_assert_max_num_queries
 ):
     ring("call.ringing")
     ring("call.ringing", call_id="call-2", from_number="+7 903 111-22-33")
@@ -243,15 +219,19 @@ def test_polling_while_nothing_rings_is_a_single_query_after_the_session(
     }
 
 
-def test_anonymous_users_get_403_to_stop_polling(client):
-    response = client.get(SCREEN_POP)
+def test_anonymous_scripts_get_403_to_stop_polling_and_browsers_the_login_page(client):
+    assert client.get(SCREEN_POP, **JSON).status_code == 403
+    assert client.get(AGENT_STATE, **JSON).status_code == 403
+    assert (
+        client.post(AGENT_STATE, {"away": True}, content_type="application/json").status_code == 403
+    )
 
-    assert response.status_code == 403
-    assert client.get(AGENT_STATE).status_code == 403
-    assert client.post(AGENT_STATE, {"away": "true"}).status_code == 403
+    assert client.get(SCREEN_POP).url.startswith(reverse("admin:login"))
+    assert client.post(AGENT_STATE, {"away": "true"}).url.startswith(reverse("admin:login"))
 
 
-def test_alice_sets_herself_away_and_back(client, alice):
+def test_alice_sets_herself_away_and_back(client, alice, settings):
+    settings.TELEPHONY_AMI_HOST = settings.TELEPHONY_CLICK_TO_CALL_URL = ""  # no PBX
     client.force_login(alice)
 
     assert client.get(AGENT_STATE).json()["state"] == "available"
@@ -260,12 +240,15 @@ def test_alice_sets_herself_away_and_back(client, alice):
     assert response.json()["state"] == "away" and response.json()["away"] is True
     assert state_of(alice).state == AgentState.State.AWAY
 
-    response = client.post(AGENT_STATE, {"away": "false"})  # a plain form works too
+    response = client.post(AGENT_STATE, {"away": False}, content_type="application/json")
     assert response.json() == {
         "state": "available",
         "label": "available",
         "away": False,
         "changed_at": state_of(alice).changed_at.isoformat(),
+        "pbx": False,
+        "message": "You are back. The PBX was not told: No PBX is configured: click-to-call "
+        "and call control are off.",
     }
 
 

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from telephony.ami import AMIListener
-from telephony.ami_events import CallEventPump
+from telephony.calls.ami.listener import AMIListener
+from telephony.calls.ami.pump import CallEventPump
 
 
 class Command(BaseCommand):

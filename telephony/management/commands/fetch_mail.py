@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from telephony import imap
+from telephony.mail import imap
 
 
 class Command(BaseCommand):

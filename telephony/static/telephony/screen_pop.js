@@ -4,6 +4,8 @@
  * shows one fixed-position card per ringing call; a card goes away when its call stops ringing
  * or when it is dismissed. On errors it backs off (2 s, 4 s ... 30 s); on 403 (logged out) or a
  * redirect it stops. A hidden tab does not poll; it polls at once when shown again.
+ * The badge's button sets the manager away or back (POST {urls.agentState}); when the PBX could
+ * not be told, the badge's tooltip says why.
  * Configuration and words come from the JSON in #screen-pop-config (see the template).
  * No build step: plain ES2017 for current browsers.
  */
@@ -301,6 +303,8 @@
         const state = await response.json();
         toggling = false;
         showAgent(state);
+        // Away in the CRM, but the PBX could not be told (no PBX, no extension...): say why.
+        badge.title = state.pbx === false ? state.message : "";
       } catch (error) {
         toggling = toggle.disabled = false;
         window.alert(words.toggleFailed);

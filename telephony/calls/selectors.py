@@ -1,25 +1,48 @@
-"""Reads for the screen pop: the caller's card while a manager's phone rings, and the manager's
-own agent state.
+"""Reads about calls: who may see a call, who may control one, the screen pop (the caller's
+card while a manager's phone rings) and the manager's own agent state.
 
-Both are polled every second by every open CRM page, so they stay cheap: a single query each
-while nothing rings (the common case), a fixed handful while something does, however many calls,
-activities or candidate leads there are.
+The screen pop and the agent state are polled every second by every open CRM page, so they
+stay cheap: a single query each while nothing rings (the common case), a fixed handful while
+something does, however many calls, activities or candidate leads there are.
 """
 
 from datetime import datetime
 from urllib.parse import urlencode
 
-from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from crm.models import Activity, Lead
+from crm.models import Activity, Lead, user_display_name
 from crm.selectors import can_see_all_leads, with_status_names
 from nurture.models import Enrollment
+from nurture.selectors import step_description
 from telephony.models import AgentState, Call
+
+
+def calls_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Supervisors see every call; a manager the calls of their leads, the calls they took,
+    and the calls that may be from one of their leads (for them to choose)."""
+    queryset = Call.objects.all() if queryset is None else queryset
+    if can_see_all_leads(user):
+        return queryset
+    candidates = Call.candidate_leads.through.objects.filter(lead__responsible=user)
+    return queryset.filter(
+        Q(lead__responsible=user) | Q(agent=user) | Q(pk__in=candidates.values("call_id"))
+    )
+
+
+def controllable_calls(user) -> QuerySet:
+    """Calls `user` may hang up or transfer: their own, and those of leads they look after."""
+    calls = Call.objects.select_related("lead")
+    if can_see_all_leads(user):
+        return calls
+    return calls.filter(Q(agent=user) | Q(lead__responsible=user))
+
+
+# --- The screen pop -------------------------------------------------------------------------
 
 MAX_CALLS = 5
 RECENT_ACTIVITIES = 5
@@ -37,11 +60,20 @@ class Kind:
     HIDDEN = "hidden"  # another manager's lead: who, but no details
 
 
-def ringing_calls(user, *, now: datetime | None = None):
-    """Calls ringing on `user`'s extension now, newest first, with what their cards need."""
+def live_calls_of(lead: Lead) -> QuerySet:
+    """The lead's calls that are not over yet, newest first."""
+    return (
+        lead.calls.exclude(state__in=[Call.State.ENDED, Call.State.MISSED])
+        .select_related("agent__profile")
+        .order_by("-started_at", "-id")
+    )
+
+
+def ringing_calls(manager, *, now: datetime | None = None):
+    """Calls ringing on `manager`'s extension now, newest first, with what their cards need."""
     since = (now or timezone.now()) - Call.RINGING_WINDOW
     return (
-        Call.objects.filter(agent=user, state=Call.State.RINGING, received_at__gte=since)
+        Call.objects.filter(agent=manager, state=Call.State.RINGING, received_at__gte=since)
         .exclude(direction=Call.Direction.INTERNAL)
         .select_related("lead__status", "lead__responsible__profile")
         .prefetch_related(
@@ -71,22 +103,22 @@ def ringing_calls(user, *, now: datetime | None = None):
     )
 
 
-def screen_pop(user, *, now: datetime | None = None) -> list[dict]:
-    """The cards of the calls ringing on `user`'s extension, as JSON-ready dicts.
+def screen_pop(manager, *, now: datetime | None = None) -> list[dict]:
+    """The cards of the calls ringing on `manager`'s extension, as JSON-ready dicts.
 
     A manager sees the details of their own leads only (supervisors of all); for another
     manager's lead the card says whose it is, so the call can be passed on.
     """
-    calls = list(ringing_calls(user, now=now))
+    calls = list(ringing_calls(manager, now=now))
     if not calls:
         return []
-    card = _CardMaker(user)
+    card = _CardMaker(manager)
     return [card.of(call) for call in calls]
 
 
-def agent_state(user) -> dict:
-    """`user`'s agent state; a manager with no row yet is available (nothing is written)."""
-    state = AgentState.objects.filter(user=user).first() or AgentState(user=user)
+def agent_state(manager) -> dict:
+    """`manager`'s agent state; a manager with no row yet is available (nothing is written)."""
+    state = AgentState.objects.filter(user=manager).first() or AgentState(user=manager)
     return {
         "state": state.state,
         "label": state.get_state_display(),
@@ -96,17 +128,17 @@ def agent_state(user) -> dict:
 
 
 class _CardMaker:
-    """Builds cards for one user, asking the database only what it has to, once."""
+    """Builds cards for one manager, asking the database only what it has to, once."""
 
-    def __init__(self, user):
-        self.user = user
+    def __init__(self, manager):
+        self.manager = manager
         self._sees_all = None
 
     def sees(self, lead: Lead) -> bool:
-        if lead.responsible_id == self.user.pk:
+        if lead.responsible_id == self.manager.pk:
             return True
         if self._sees_all is None:
-            self._sees_all = can_see_all_leads(self.user)
+            self._sees_all = can_see_all_leads(self.manager)
         return self._sees_all
 
     def of(self, call: Call) -> dict:
@@ -134,7 +166,7 @@ class _CardMaker:
             card["candidates"] = [self.candidate(lead) for lead in visible]
             card["kind"] = Kind.CANDIDATES if visible else Kind.HIDDEN
             card["note"] = self.hidden_note(hidden) if hidden else ""
-        elif (number or shown_number) and self.user.has_perm("crm.add_lead"):
+        elif (number or shown_number) and self.manager.has_perm("crm.add_lead"):
             query = urlencode({"phone_raw": number or shown_number})
             card["create_url"] = f"{reverse('admin:crm_lead_add')}?{query}"
         return card
@@ -150,51 +182,24 @@ class _CardMaker:
                 }
                 for activity in lead.recent_activities
             ],
-            "nurture": nurture_step(enrollment) if enrollment else "",
+            "nurture": step_description(enrollment) if enrollment else "",
         }
 
     def candidate(self, lead: Lead) -> dict:
-        theirs = lead.responsible is not None and lead.responsible_id != self.user.pk
+        theirs = lead.responsible is not None and lead.responsible_id != self.manager.pk
         return {
             "id": lead.pk,
-            "name": lead.full_name or lead.email or lead.phone or lead.title,
+            "name": lead.display_name,
             "title": lead.title,
             "company": lead.company,
             "status": lead.status.name,
-            "responsible": person(lead.responsible) if theirs else "",  # whose, if not mine
+            # Whose lead it is, when it is not mine.
+            "responsible": user_display_name(lead.responsible) if theirs else "",
             "url": reverse("admin:crm_lead_change", args=[lead.pk]),
         }
 
     def hidden_note(self, leads: list[Lead]) -> str:
-        owners = sorted({person(lead.responsible) for lead in leads if lead.responsible})
+        owners = sorted({user_display_name(lead.responsible) for lead in leads if lead.responsible})
         if not owners:
             return gettext("The caller's lead has no responsible manager; ask a supervisor.")
         return gettext("The caller is a lead of %(managers)s.") % {"managers": ", ".join(owners)}
-
-
-def nurture_step(enrollment: Enrollment) -> str:
-    """Where the lead's nurturing stands: "Email 2 of 6 sent, next on Thu, 27 Nov, 10:00"."""
-    values = {"sent": enrollment.sent_count, "total": enrollment.sequence.max_messages}
-    if enrollment.state == Enrollment.State.ACTIVE:
-        if enrollment.next_send_at is None:
-            return gettext("Email %(sent)d of %(total)d sent") % values
-        values["when"] = date_format(timezone.localtime(enrollment.next_send_at), SEND_FORMAT)
-        if enrollment.sent_count == 0:
-            return gettext("Email 1 of %(total)d goes on %(when)s") % values
-        return gettext("Email %(sent)d of %(total)d sent, next on %(when)s") % values
-    values["when"] = date_format(
-        timezone.localtime(enrollment.ended_at or enrollment.enrolled_at), SEND_FORMAT
-    )
-    if enrollment.state == Enrollment.State.COMPLETED:
-        return gettext("Finished on %(when)s: %(sent)d of %(total)d emails sent") % values
-    values["reason"] = enrollment.get_halt_reason_display()
-    if enrollment.sent_count == 0:
-        return gettext("Stopped on %(when)s before the first email: %(reason)s") % values
-    return gettext("Stopped on %(when)s after email %(sent)d of %(total)d: %(reason)s") % values
-
-
-def person(user) -> str:
-    try:
-        return user.profile.name
-    except ObjectDoesNotExist:
-        return user.get_full_name() or user.get_username()

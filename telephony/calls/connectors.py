@@ -1,123 +1,31 @@
-"""Call control from the CRM: click-to-call, hang up, transfer and do-not-disturb.
-
-The connector is chosen by settings: Asterisk AMI when TELEPHONY_AMI_HOST is set (a short
-connection per action), else an HTTP endpoint when TELEPHONY_CLICK_TO_CALL_URL is set (cloud
-PBXs: click-to-call only), else none. Whatever cannot be done raises a PBXError whose message
-can be shown to the manager as it is.
-"""
+"""How the CRM talks to each kind of PBX for call control: Asterisk over AMI (a short
+connection per action), or a cloud PBX's click-to-call HTTP endpoint. Each connector turns
+whatever goes wrong into a PBXError the manager can read."""
 
 import json
 import logging
-import re
 import urllib.error
 import urllib.request
-import uuid
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.models import Lead
-from crm.phones import to_e164
-from crm.selectors import can_see_all_leads
-from telephony import agents
-from telephony.ami import (
-    CRM_CALL_PREFIX,
+from telephony.calls.ami.client import AMIClient
+from telephony.calls.ami.protocol import (
     AMIActionFailed,
     AMIConnectionLost,
     AMILoginFailed,
     AMIProtocolError,
 )
-from telephony.ami_client import AMIClient
-from telephony.ami_events import extension_of
-from telephony.calls import CallEventData, apply_event
+from telephony.calls.ami.tracking import extension_of
+from telephony.calls.pbx_errors import CallNotOnPBX, NotSupported, PBXRefused, PBXUnreachable
 from telephony.models import Call
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "crm"
 TIMEOUT = 5  # seconds, for connecting to and hearing from the PBX
 RING_TIMEOUT_MS = 30_000  # how long the manager's phone rings before the PBX gives up
-DIALLABLE_RE = re.compile(r"[0-9*#]{1,20}")
-
-
-class PBXError(Exception):
-    """Call control that could not be done; the message says why, for the manager."""
-
-    status = 502  # for JSON answers
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self):
-        return self.message
-
-
-class NoPBXConfigured(PBXError):
-    status = 503
-
-    def __init__(self):
-        super().__init__(_("No PBX is configured: click-to-call and call control are off."))
-
-
-class NotSupported(PBXError):
-    status = 501
-
-
-class NoExtension(PBXError):
-    status = 400
-
-    def __init__(self, user):
-        super().__init__(
-            _("%(manager)s has no PBX extension: set one in their profile.")
-            % {"manager": user.get_full_name() or user.get_username()}
-        )
-
-
-class NoPhoneNumber(PBXError):
-    status = 400
-
-    def __init__(self):
-        super().__init__(_("The lead has no valid phone number."))
-
-
-class BadExtension(PBXError):
-    status = 400
-
-    def __init__(self, value):
-        super().__init__(_("“%(value)s” is not an extension.") % {"value": value})
-
-
-class CallOver(PBXError):
-    status = 409
-
-    def __init__(self):
-        super().__init__(_("This call is over."))
-
-
-class CallNotOnPBX(PBXError):
-    status = 409
-
-    def __init__(self):
-        super().__init__(_("The PBX has no such call any more."))
-
-
-class PBXRefused(PBXError):
-    def __init__(self, reason):
-        super().__init__(_("The PBX refused: %(reason)s") % {"reason": reason})
-
-
-class PBXUnreachable(PBXError):
-    status = 504
-
-    def __init__(self, reason):
-        super().__init__(_("The PBX cannot be reached: %(reason)s") % {"reason": reason})
-
-
-# --- Connectors ----------------------------------------------------------------------------
 
 
 class AMIConnector:
@@ -301,144 +209,9 @@ class HTTPConnector:
         raise NotSupported(_("This PBX connection cannot switch do-not-disturb."))
 
 
-def connector():
-    """The configured connector; NoPBXConfigured when there is none."""
-    if settings.TELEPHONY_AMI_HOST:
-        return AMIConnector.from_settings()
-    if settings.TELEPHONY_CLICK_TO_CALL_URL:
-        return HTTPConnector.from_settings()
-    raise NoPBXConfigured()
-
-
-def is_configured() -> bool:
-    return bool(settings.TELEPHONY_AMI_HOST or settings.TELEPHONY_CLICK_TO_CALL_URL)
-
-
-def can_control_calls() -> bool:
-    return bool(settings.TELEPHONY_AMI_HOST)
-
-
-# --- Operations ----------------------------------------------------------------------------
-
-
-def click_to_call(manager, lead: Lead) -> Call:
-    """Ring `manager`'s phone, then the lead. The call is logged as outbound at once (on the
-    lead's timeline); if the PBX refuses, that call is ended with the reason and the error
-    raised."""
-    connection = connector()
-    extension = extension_for(manager)
-    number = to_e164(lead.phone) if lead.phone else None
-    if not number:
-        raise NoPhoneNumber()
-    call = log_outbound_call(manager, lead, extension, number)
-    try:
-        connection.originate(extension=extension, number=number, lead=lead, call_id=call.call_id)
-    except PBXError as error:
-        apply_event(
-            SOURCE,
-            CallEventData(
-                event_id=f"{call.call_id}:not-placed",
-                type="call.ended",
-                call_id=call.call_id,
-                occurred_at=timezone.now(),
-                hangup_cause=error.message[:100],
-            ),
-        )
-        raise
-    return call
-
-
-def log_outbound_call(manager, lead: Lead, extension: str, number: str) -> Call:
-    """The outbound call the CRM is about to place, ringing, on the lead's timeline."""
-    call_id = new_call_id()
-    now = timezone.now()
-    with transaction.atomic():
-        # Created with its lead, so the lead is the one the manager chose even when several
-        # leads share the number.
-        Call.objects.create(
-            source=SOURCE,
-            call_id=call_id,
-            direction=Call.Direction.OUTBOUND,
-            state=Call.State.RINGING,
-            started_at=now,
-            last_event_at=now,
-            lead=lead,
-            agent=manager,
-            extension=extension,
-        )
-        call = apply_event(
-            SOURCE,
-            CallEventData(
-                event_id=f"{call_id}:placed",
-                type="call.ringing",
-                call_id=call_id,
-                occurred_at=now,
-                direction=Call.Direction.OUTBOUND,
-                from_number=extension,
-                to_number=number,
-                extension=extension,
-                raw={"placed_by": manager.pk, "lead": lead.pk},
-            ),
-        )
-    return call
-
-
-def new_call_id() -> str:
-    return f"{CRM_CALL_PREFIX}{uuid.uuid4().hex}"
-
-
-def hangup(call: Call) -> None:
-    if call.is_over:
-        raise CallOver()
-    connector().hangup(call)
-
-
-def transfer(call: Call, to_extension: str) -> None:
-    to_extension = (to_extension or "").strip()
-    if not DIALLABLE_RE.fullmatch(to_extension):
-        raise BadExtension(to_extension)
-    if call.is_over:
-        raise CallOver()
-    connector().transfer(call, to_extension)
-
-
-def set_dnd(manager, on: bool) -> None:
-    """Do-not-disturb on the manager's extension at the PBX (AMI: the DND/<extension> key in
-    AstDB that the usual dialplans check)."""
-    connector().set_dnd(extension_for(manager), on)
-
-
-def set_away(manager, away: bool) -> PBXError | None:
-    """The manager's own away switch: in the CRM always, at the PBX (DND) when it can be.
-    Returns why the PBX was not told, if it was not."""
-    problem = None
-    try:
-        set_dnd(manager, away)
-    except PBXError as error:
-        problem = error
-    agents.set_away(manager, away)
-    return problem
-
-
-def extension_for(user) -> str:
-    profile = getattr(user, "profile", None)
-    extension = (profile.extension if profile else "").strip()
-    if not extension:
-        raise NoExtension(user)
-    return extension
-
-
-def controllable_calls(user):
-    """Calls `user` may hang up or transfer: their own, and those of leads they look after."""
-    calls = Call.objects.select_related("lead")
-    if can_see_all_leads(user):
-        return calls
-    return calls.filter(Q(agent=user) | Q(lead__responsible=user))
-
-
 def _caller_id(lead: Lead, number: str) -> str:
     """What the manager's phone shows while it rings: the lead's name and number."""
-    name = " ".join((lead.full_name or lead.title).split())
+    name = " ".join(lead.display_name.split())
     name = name.replace('"', "'")[:60]
     return f'"{name}" <{number}>' if name else number
 

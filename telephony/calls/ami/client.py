@@ -5,7 +5,7 @@ import itertools
 import socket
 import uuid
 
-from telephony.ami import (
+from telephony.calls.ami.protocol import (
     BANNER_PREFIX,
     AMIActionFailed,
     AMIConnectionLost,

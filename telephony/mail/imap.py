@@ -21,7 +21,7 @@ from django.utils import timezone
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError
 
-from telephony import mail
+from telephony.mail.services import receive_email, reject
 from telephony.models import MailboxCursor
 
 logger = logging.getLogger(__name__)
@@ -183,13 +183,13 @@ def _receive(raw: bytes | None, uid: int, cursor: MailboxCursor) -> int:
         if raw:
             try:
                 message = BytesParser(policy=policy.default).parsebytes(raw)
-                inbound = mail.receive_email(message, source=SOURCE)
+                inbound = receive_email(message, source=SOURCE)
             except DatabaseError:
                 raise  # the cursor stays; the next pass tries this message again
             except Exception as error:
                 # One message we cannot handle must not stop the mailbox: keep it for a look.
                 logger.exception("IMAP message %d could not be handled", uid)
-                mail.reject(SOURCE, error, raw, {"uid": uid, "folder": cursor.folder})
+                reject(SOURCE, error, raw, {"uid": uid, "folder": cursor.folder})
         MailboxCursor.objects.filter(pk=cursor.pk, last_uid__lt=uid).update(last_uid=uid)
         cursor.last_uid = max(cursor.last_uid, uid)
     return int(inbound is not None)

@@ -1,4 +1,5 @@
-"""What each manager is doing on the phone."""
+"""What each manager is doing on the phone (their AgentState row): the writes. Reading it is
+`selectors.agent_state`."""
 
 from django.utils import timezone
 
@@ -14,15 +15,15 @@ STATE_FOR_CALL = {
 }
 
 
-def state_of(user) -> AgentState:
-    state, _ = AgentState.objects.get_or_create(user=user)
+def state_of(manager) -> AgentState:
+    state, _ = AgentState.objects.get_or_create(user=manager)
     return state
 
 
-def follow_call(user, call: Call, event_type: str) -> AgentState:
+def follow_call(manager, call: Call) -> AgentState:
     """Calls move a manager between available, ringing, busy and on hold; a manager who set
     themselves away stays away."""
-    state = state_of(user)
+    state = state_of(manager)
     wanted = AgentState.State.AWAY if state.away else STATE_FOR_CALL[call.state]
     if state.state != wanted:
         state.state, state.changed_at = wanted, timezone.now()
@@ -30,19 +31,19 @@ def follow_call(user, call: Call, event_type: str) -> AgentState:
     return state
 
 
-def set_away(user, away: bool) -> AgentState:
-    """The manager's own switch: away (do not disturb) or back (to what their call, if one is
-    still on, makes them)."""
-    state = state_of(user)
+def set_away(manager, away: bool) -> AgentState:
+    """The manager's own switch, in the CRM: away, or back (to what their call, if one is still
+    on, makes them). `pbx.set_away` also tells the PBX."""
+    state = state_of(manager)
     state.away = away
-    state.state = AgentState.State.AWAY if away else _state_from_calls(user)
+    state.state = AgentState.State.AWAY if away else _state_from_calls(manager)
     state.changed_at = timezone.now()
     state.save()
     return state
 
 
-def _state_from_calls(user) -> str:
-    call = Call.objects.filter(agent=user).order_by("-started_at", "-id").first()
+def _state_from_calls(manager) -> str:
+    call = Call.objects.filter(agent=manager).order_by("-started_at", "-id").first()
     if call is None:
         return AgentState.State.AVAILABLE
     if call.state == Call.State.RINGING and (

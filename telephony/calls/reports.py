@@ -1,4 +1,4 @@
-"""Reads about calls: who may see which, and the call report per manager and day.
+"""The call report: calls per manager and day, with totals, as a table or CSV.
 
 Days are the company's (settings.TIME_ZONE), whoever looks: a call at 00:30 in Moscow belongs to
 that Moscow day, not to the day before in UTC.
@@ -17,22 +17,11 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from crm.models import user_display_name
 from crm.selectors import can_see_all_leads
 from telephony.models import Call
 
 IN, OUT = Call.Direction.INBOUND, Call.Direction.OUTBOUND
-
-
-def calls_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
-    """Supervisors see every call; a manager the calls of their leads, the calls they took,
-    and the calls that may be from one of their leads (for them to choose)."""
-    queryset = Call.objects.all() if queryset is None else queryset
-    if can_see_all_leads(user):
-        return queryset
-    candidates = Call.candidate_leads.through.objects.filter(lead__responsible=user)
-    return queryset.filter(
-        Q(lead__responsible=user) | Q(agent=user) | Q(pk__in=candidates.values("call_id"))
-    )
 
 
 def company_zone() -> ZoneInfo:
@@ -74,14 +63,7 @@ class ReportRow:
 
     @property
     def manager_name(self) -> str:
-        return manager_name(self.manager)
-
-
-def manager_name(user) -> str:
-    if user is None:
-        return gettext("no manager")
-    profile = getattr(user, "profile", None)
-    return profile.name if profile else user.get_full_name() or user.get_username()
+        return user_display_name(self.manager) if self.manager else gettext("no manager")
 
 
 def call_report(user, date_from: date, date_to: date, manager=None) -> list[ReportRow]:

@@ -2,8 +2,8 @@
 
 A call is everything that shares a **Linkedid** (the Uniqueid of its oldest channel), so the
 Linkedid is the call id. `CallTracker` follows the channels of each call (in memory, in the
-listener's event loop) and turns AMI events into `CallEventData`; `CallEventStore` applies them
-with `telephony.calls.apply_event` (in a worker thread: the ORM is synchronous).
+listener's event loop) and turns AMI events into `CallEventData`; `pump` hands them on to be
+applied. The tracker only reads AMI events: it writes nothing.
 
     Newchannel of the first leg   -> call.ringing (direction, numbers)
     DialBegin to an extension     -> call.ringing on that extension
@@ -14,27 +14,17 @@ with `telephony.calls.apply_event` (in a worker thread: the ORM is synchronous).
     Cdr                           -> call.ended (duration from the PBX's call records)
 """
 
-import asyncio
 import hashlib
-import logging
 import re
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
-from crm.models import Lead
-from telephony.ami import CRM_CALL_PREFIX
-from telephony.calls import CallEventData, apply_event
+from telephony.calls.events import CRM_CALL_PREFIX, CallEventData
 from telephony.models import Call, CallEvent
 
-logger = logging.getLogger(__name__)
-
-SOURCE = "ami"
-CRM_SOURCE = "crm"
 # Endpoints named by a short number are the managers' phones; anything else (a named trunk,
 # a long number) is the outside world.
 EXTENSION_RE = re.compile(r"[0-9]{2,6}")
@@ -331,93 +321,3 @@ def _int(value) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-class CallEventStore:
-    """Applies tracked events to the database; used from one worker thread only."""
-
-    def __init__(self):
-        self._sources: OrderedDict[str, str] = OrderedDict()
-
-    def apply(self, tracked: TrackedEvent) -> Call | None:
-        try:
-            return self._apply(tracked)
-        except Exception:
-            logger.exception("AMI event %s could not be applied", tracked.event.event_id)
-            return None
-
-    def _apply(self, tracked: TrackedEvent) -> Call | None:
-        event = tracked.event
-        source = self._source_of(event.call_id, tracked.first_leg_seen)
-        if source is None:
-            logger.debug("AMI: ignoring %s of a call that started before we listened", event.type)
-            return None
-        if source == SOURCE and tracked.crm_lead_id:
-            _keep_lead(event, tracked.crm_lead_id)
-        return apply_event(source, event)
-
-    def _source_of(self, call_id: str, first_leg_seen: bool) -> str | None:
-        """Calls placed from the CRM go on their CRM row; a call whose start we did not see
-        is followed only when it is already known."""
-        if call_id in self._sources:
-            return self._sources[call_id]
-        calls = Call.objects.filter(call_id=call_id)
-        if call_id.startswith(CRM_CALL_PREFIX) and calls.filter(source=CRM_SOURCE).exists():
-            source = CRM_SOURCE
-        elif first_leg_seen or calls.filter(source=SOURCE).exists():
-            source = SOURCE
-        else:
-            return None
-        self._sources[call_id] = source
-        while len(self._sources) > MAX_TRACKED_CALLS:
-            self._sources.popitem(last=False)
-        return source
-
-
-def _keep_lead(event: CallEventData, lead_id: int) -> None:
-    """A call the CRM placed (it carries CRM_LEAD_ID) is about that lead, even when its number
-    is shared by several leads: set the lead before the event is folded in."""
-    if not Lead.objects.filter(pk=lead_id).exists():
-        return
-    with transaction.atomic():
-        call = Call.objects.select_for_update().filter(source=SOURCE, call_id=event.call_id)
-        if not call.exists():
-            Call.objects.create(
-                source=SOURCE,
-                call_id=event.call_id,
-                direction=event.direction or Call.Direction.OUTBOUND,
-                state=Call.State.RINGING,
-                started_at=event.occurred_at,
-                last_event_at=event.occurred_at,
-                lead_id=lead_id,
-            )
-        else:
-            call.filter(lead=None).update(lead_id=lead_id)
-
-
-class CallEventPump:
-    """The listener's `on_event`: track in the event loop, store in one worker thread."""
-
-    def __init__(self):
-        self.tracker = CallTracker()
-        self.store = CallEventStore()
-        self.applied = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-db")
-
-    async def __call__(self, message: dict) -> None:
-        tracked = self.tracker.feed(message)
-        if tracked is None:
-            return
-        loop = asyncio.get_running_loop()
-        call = await loop.run_in_executor(self._executor, self._apply, tracked)
-        if call is not None:
-            self.applied += 1
-
-    def _apply(self, tracked: TrackedEvent) -> Call | None:
-        close_old_connections()  # a long-running process: drop connections that went stale
-        return self.store.apply(tracked)
-
-    async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, connections.close_all)
-        self._executor.shutdown(wait=True)

@@ -1,28 +1,26 @@
-"""Folding PBX call events, in whatever order they arrive, into one Call per PBX call id."""
+"""Every write on calls: PBX events folded into Call rows, in whatever order they arrive; the
+lead a call is about; its entry on the lead's timeline; the missed-call notice; the lead a
+person chooses for a call; and the calls the CRM places itself.
 
-from dataclasses import dataclass, field
-from datetime import datetime
+Nothing else creates or changes a Call row (the agent state a call moves is in `agents`).
+"""
 
+import uuid
+
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from crm import services as crm_services
 from crm.models import Activity, Lead, Profile
 from crm.phones import to_e164
-from telephony import agents
+from telephony.calls import agents
+from telephony.calls.events import CRM, CRM_CALL_PREFIX, CallEventData
 from telephony.models import Call, CallEvent, InboundContact
 from telephony.services import record_inbound_contact
 
-EVENT_TYPES = {
-    "call.ringing",
-    "call.answered",
-    "call.held",
-    "call.resumed",
-    "call.transferred",
-    "call.ended",
-    "call.recording_ready",
-}
 # The state a call is in after each kind of event, until it ends.
 STATE_AFTER = {
     "call.ringing": Call.State.RINGING,
@@ -33,28 +31,14 @@ STATE_AFTER = {
 }
 
 
-@dataclass(frozen=True)
-class CallEventData:
-    """One event about one call, whatever PBX or connector it came from."""
+def apply_event(source: str, event: CallEventData, *, lead_id: int | None = None) -> Call | None:
+    """Store `event` and fold it into its call; None when this event was already applied.
 
-    event_id: str
-    type: str
-    call_id: str
-    occurred_at: datetime
-    direction: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    extension: str = ""
-    line: str = ""
-    duration: int | None = None
-    recording_url: str = ""
-    transfer_to: str = ""
-    hangup_cause: str = ""
-    raw: dict = field(default_factory=dict)
-
-
-def apply_event(source: str, event: CallEventData) -> Call | None:
-    """Store `event` and fold it into its call; None when this event was already applied."""
+    `lead_id` is the lead the call is about when the caller knows it (a call the CRM placed
+    carries it), even if several leads share the number: a call with no lead yet gets it before
+    the event is folded in. The id of a lead that is gone is ignored."""
+    if lead_id is not None and not Lead.objects.filter(pk=lead_id).exists():
+        lead_id = None
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -67,7 +51,7 @@ def apply_event(source: str, event: CallEventData) -> Call | None:
                 )
         except IntegrityError:
             return None
-        call = _locked_call(source, event)
+        call = _locked_call(source, event, lead_id)
         _fold(call, event)
         call.received_at = timezone.now()
         call.save()
@@ -77,23 +61,82 @@ def apply_event(source: str, event: CallEventData) -> Call | None:
     return call
 
 
-def _locked_call(source: str, event: CallEventData) -> Call:
+def place_outbound_call(manager, lead: Lead, extension: str, number: str) -> Call:
+    """The call the CRM is about to place from `manager`'s `extension` to `lead`'s `number`:
+    outbound, ringing, on that lead's timeline (whoever else shares the number)."""
+    call_id = f"{CRM_CALL_PREFIX}{uuid.uuid4().hex}"
+    placed = CallEventData(
+        event_id=f"{call_id}:placed",
+        type="call.ringing",
+        call_id=call_id,
+        occurred_at=timezone.now(),
+        direction=Call.Direction.OUTBOUND,
+        from_number=extension,
+        to_number=number,
+        extension=extension,
+        raw={"placed_by": manager.pk, "lead": lead.pk},
+    )
+    return apply_event(CRM, placed, lead_id=lead.pk)
+
+
+def end_unplaced_call(call: Call, reason: str) -> Call:
+    """The PBX would not place `call`: it ends at once, with `reason` as its hang-up cause."""
+    return apply_event(
+        call.source,
+        CallEventData(
+            event_id=f"{call.call_id}:not-placed",
+            type="call.ended",
+            call_id=call.call_id,
+            occurred_at=timezone.now(),
+            hangup_cause=reason[: Call._meta.get_field("hangup_cause").max_length],
+        ),
+    )
+
+
+@transaction.atomic
+def choose_lead(call: Call, lead: Lead) -> bool:
+    """Settle a call whose number several leads share on `lead`, one of its candidates: the
+    call goes on that lead's timeline as if it had been matched at once (an incoming call also
+    tells the responsible manager and takes a nurtured lead back to "in progress").
+
+    Returns False and changes nothing when the call already has a lead."""
+    locked = Call.objects.select_for_update().get(pk=call.pk)
+    if locked.lead_id is not None:
+        return False
+    if not locked.candidate_leads.filter(pk=lead.pk).exists():
+        raise ValidationError(
+            _("%(lead)s is not one of the possible leads of this call.") % {"lead": lead},
+            code="not_a_candidate",
+        )
+    locked.lead = lead
+    locked.save(update_fields=["lead"])
+    _record_on_timeline(locked)  # the same entry apply_event makes for a matched call
+    call.lead, call.activity_id = lead, locked.activity_id
+    return True
+
+
+def _locked_call(source: str, event: CallEventData, lead_id: int | None) -> Call:
     calls = Call.objects.select_for_update()
     call = calls.filter(source=source, call_id=event.call_id).first()
-    if call is not None:
-        return call
-    try:
-        with transaction.atomic():
-            return Call.objects.create(
-                source=source,
-                call_id=event.call_id,
-                direction=event.direction or Call.Direction.INBOUND,
-                state=Call.State.RINGING,
-                started_at=event.occurred_at,
-                last_event_at=event.occurred_at,
-            )
-    except IntegrityError:  # another event of the same call created it a moment ago
-        return calls.get(source=source, call_id=event.call_id)
+    if call is None:
+        # A call whose lead is known before any event says so is one the CRM placed: outbound.
+        direction = Call.Direction.OUTBOUND if lead_id else Call.Direction.INBOUND
+        try:
+            with transaction.atomic():
+                return Call.objects.create(
+                    source=source,
+                    call_id=event.call_id,
+                    direction=event.direction or direction,
+                    state=Call.State.RINGING,
+                    started_at=event.occurred_at,
+                    last_event_at=event.occurred_at,
+                    lead_id=lead_id,
+                )
+        except IntegrityError:  # another event of the same call created it a moment ago
+            call = calls.get(source=source, call_id=event.call_id)
+    if call.lead_id is None and lead_id is not None:
+        call.lead_id = lead_id
+    return call
 
 
 def _fold(call: Call, event: CallEventData) -> None:
@@ -109,7 +152,7 @@ def _fold(call: Call, event: CallEventData) -> None:
         call.line = event.line
     if event.extension and (event.type == "call.answered" or not call.extension):
         call.extension = event.extension
-        call.agent = agent_for_extension(event.extension) or call.agent
+        call.agent = _manager_for_extension(event.extension) or call.agent
     if event.type == "call.answered":
         call.answered_at = min(call.answered_at or at, at)
     if event.type == "call.transferred" and event.transfer_to:
@@ -135,7 +178,7 @@ def _fold(call: Call, event: CallEventData) -> None:
         _match_lead(call)
 
 
-def agent_for_extension(extension: str):
+def _manager_for_extension(extension: str):
     profile = Profile.objects.select_related("user").filter(extension=extension).first()
     return profile.user if profile else None
 
@@ -156,7 +199,7 @@ def _follow_up(call: Call, event: CallEventData) -> None:
     if call.lead_id:
         _record_on_timeline(call)
     if call.agent_id:
-        agents.follow_call(call.agent, call, event.type)
+        agents.follow_call(call.agent, call)
     if call.state == Call.State.MISSED and not call.missed_call_notified:
         _notify_missed(call)
 
@@ -206,7 +249,7 @@ def _notify_missed(call: Call) -> None:
     crm_services.notify(
         who,
         gettext_noop("Missed call from %(caller)s: call back."),
-        {"caller": (lead.full_name if lead else "") or call.from_raw},
+        {"caller": lead.display_name if lead else call.from_raw},
         lead=lead,
     )
     call.missed_call_notified = True

@@ -7,7 +7,7 @@ from django.core.exceptions import BadRequest
 from django.db import DatabaseError
 from django.dispatch import receiver
 
-from telephony import mail
+from telephony.mail.services import receive_email, reject
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +21,13 @@ def receive_inbound_email(sender, event, esp_name, **kwargs):
     """
     source = f"anymail:{esp_name}"
     try:
-        mail.receive_email(event.message, source=source)
+        receive_email(event.message, source=source)
     except DatabaseError:
         raise
     except Exception as error:
         logger.exception("%s: an incoming message could not be handled", source)
         message_id = str(event.message.get("Message-ID") or "").strip()
-        mail.reject(source, error, _raw(event.message), message_id=message_id)
+        reject(source, error, _raw(event.message), message_id=message_id)
         raise BadRequest("the message could not be handled") from error
 
 

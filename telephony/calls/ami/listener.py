@@ -1,25 +1,23 @@
-"""The Asterisk Manager Interface (AMI): its wire format, and the reconnecting reader behind
-`manage.py ami_listen`.
-
-AMI is a line protocol over TCP: the server greets with one banner line
-(`Asterisk Call Manager/9.0.0`), then every message is `Key: Value` lines ended by a blank line.
-A client sends actions (`Action: Login`), the server answers each with a `Response:` carrying
-the same `ActionID`, and sends `Event:` messages as things happen on the PBX.
-"""
+"""The reconnecting AMI reader behind `manage.py ami_listen`: log in for events, hand each to a
+callback, and reconnect with backoff whenever the connection breaks."""
 
 import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+
+from telephony.calls.ami.protocol import (
+    BANNER_PREFIX,
+    AMIConnectionLost,
+    AMIError,
+    AMILoginFailed,
+    AMIProtocolError,
+    format_action,
+    read_message,
+)
 
 logger = logging.getLogger(__name__)
-
-BANNER_PREFIX = "Asterisk Call Manager/"
-EOL = "\r\n"
-# Calls placed from the CRM carry this prefix in their Asterisk channel id (Originate's
-# ChannelId), which makes it their Linkedid: the listener recognises them by it.
-CRM_CALL_PREFIX = "crm-"
 
 # Reconnecting: 1 s, doubling up to a minute, each delay shifted by up to ±20 % so that many
 # listeners do not all knock at once. Module constants, so tests can shorten them.
@@ -31,85 +29,9 @@ CONNECT_TIMEOUT = 10.0
 PING_INTERVAL = 30.0
 
 
-class AMIError(Exception):
-    """Anything that went wrong talking to the PBX."""
-
-
-class AMIConnectionLost(AMIError):
-    pass
-
-
-class AMIProtocolError(AMIError):
-    pass
-
-
-class AMILoginFailed(AMIError):
-    pass
-
-
-class AMIActionFailed(AMIError):
-    """The PBX answered an action with `Response: Error`."""
-
-
-# --- The wire format ---------------------------------------------------------------------------
-
-
-def parse_pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if sep:
-            pairs.append((key.strip(), value.strip()))
-    return pairs
-
-
-def parse_message(lines: Iterable[str]) -> dict:
-    """One message as a dict. Channel variables (`ChanVariable: NAME=value`, or the older
-    `ChanVariable(PJSIP/201-0000000a): NAME=value`) are gathered into a dict of their own."""
-    message: dict = {}
-    for key, value in parse_pairs(lines):
-        if key.startswith("ChanVariable"):
-            name, _, variable = value.partition("=")
-            message.setdefault("ChanVariable", {})[name.strip()] = variable.strip()
-        else:
-            message.setdefault(key, value)
-    return message
-
-
-def format_action(action: str, action_id: str, fields: Iterable[tuple[str, str]] = ()) -> bytes:
-    """An action as bytes for the wire; `fields` may repeat a key (`Variable`)."""
-    lines = [("Action", action), ("ActionID", action_id), *fields]
-    for key, value in lines:
-        if any(ch in f"{key}{value}" for ch in "\r\n"):
-            raise ValueError(f"AMI header {key!r} may not contain a line break")
-    return "".join(f"{key}: {value}{EOL}" for key, value in lines).encode() + EOL.encode()
-
-
-async def read_message(reader: asyncio.StreamReader, lines: list[str] | None = None) -> dict:
-    """The next message; AMIConnectionLost when the server closes the connection.
-
-    Lines read so far are kept in `lines`, so a read cancelled mid-message (a timeout) loses
-    nothing: the next call with the same list carries on."""
-    lines = [] if lines is None else lines
-    while True:
-        raw = await reader.readline()
-        if not raw:
-            raise AMIConnectionLost("the PBX closed the connection")
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line:
-            lines.append(line)
-        elif lines:
-            message = parse_message(lines)
-            lines.clear()
-            return message
-
-
 def backoff_delay(attempt: int) -> float:
     delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt)
     return min(BACKOFF_MAX, delay * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
-
-
-# --- The listener ------------------------------------------------------------------------------
 
 
 class _Stopped(Exception):

@@ -1,8 +1,9 @@
-"""The generic PBX webhook: one signed JSON call event per POST.
+"""The generic PBX webhook's requests: one signed JSON call event per POST (the view is
+`telephony.views.events`).
 
     POST /telephony/events/
     X-Timestamp: 1764000000
-    X-Signature: sha256=...            (see telephony.signatures)
+    X-Signature: sha256=...            (see telephony.calls.signatures)
 
     {"event_id": "e-1", "type": "call.answered", "call_id": "c-1", "direction": "in",
      "from": "+79161234567", "to": "+74950000000", "extension": "201",
@@ -20,19 +21,15 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.validators import URLValidator
-from django.http import JsonResponse
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
-from telephony import signatures
-from telephony.calls import EVENT_TYPES, CallEventData, apply_event
+from telephony.calls import signatures
+from telephony.calls.events import EVENT_TYPES, WEBHOOK, CallEventData
 from telephony.models import Call, RejectedPayload
 from telephony.services import keep_rejected
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "webhook"
 MAX_BODY = 64 * 1024  # bytes; a call event is a few hundred
 KEPT_HEADERS = [
     "Content-Type",
@@ -65,6 +62,47 @@ class InvalidEvent(ValueError):
 
 class TooLarge(InvalidEvent):
     pass
+
+
+# --- Reading and verifying a request ---------------------------------------------------------
+
+
+def read_body(request) -> bytes:
+    """The raw body, never more than MAX_BODY bytes of it read, or TooLarge (logged)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    body = None
+    if declared <= MAX_BODY:
+        try:
+            body = request.body  # bounded by Content-Length, checked above
+        except RequestDataTooBig:  # DATA_UPLOAD_MAX_MEMORY_SIZE set below our cap
+            body = None
+    if body is None or len(body) > MAX_BODY:
+        logger.warning("Telephony webhook: body over %d bytes refused", MAX_BODY)
+        raise TooLarge("body", _("larger than %(count)d bytes") % {"count": MAX_BODY})
+    return body
+
+
+def verify(request, body: bytes) -> None:
+    """Raise a SignatureError (logged) unless `body` is signed with one of our secrets, recently."""
+    try:
+        signatures.verify(
+            body,
+            request.headers.get(signatures.TIMESTAMP_HEADER, ""),
+            request.headers.get(signatures.SIGNATURE_HEADER, ""),
+            secrets=settings.TELEPHONY_WEBHOOK_SECRETS,
+            max_age=settings.TELEPHONY_WEBHOOK_MAX_AGE,
+        )
+    except signatures.SignatureError as error:
+        logger.warning(
+            "Telephony webhook refused (%s) from %s: %s",
+            error.status,
+            request.META.get("REMOTE_ADDR"),
+            error.message,
+        )
+        raise
 
 
 # --- Parsing --------------------------------------------------------------------------------
@@ -192,61 +230,7 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not a number")
 
 
-# --- The view -------------------------------------------------------------------------------
-
-
-@csrf_exempt  # the PBX signs its requests; it has no session or CSRF token
-@require_POST
-def events(request):
-    """Receive one call event: verify, parse, apply. Everything else is in the functions."""
-    try:
-        body = read_body(request)
-    except TooLarge as error:
-        logger.warning("Telephony webhook: body over %d bytes refused", MAX_BODY)
-        return _error(error, status=413)
-    try:
-        signatures.verify(
-            body,
-            request.headers.get(signatures.TIMESTAMP_HEADER, ""),
-            request.headers.get(signatures.SIGNATURE_HEADER, ""),
-            secrets=settings.TELEPHONY_WEBHOOK_SECRETS,
-            max_age=settings.TELEPHONY_WEBHOOK_MAX_AGE,
-        )
-    except signatures.SignatureError as error:
-        logger.warning(
-            "Telephony webhook refused (%s) from %s: %s",
-            error.status,
-            request.META.get("REMOTE_ADDR"),
-            error.message,
-        )
-        return JsonResponse({"error": str(error.message)}, status=error.status)
-    try:
-        event = parse_body(body)
-    except InvalidEvent as error:
-        reject(request, body, str(error))
-        return _error(error)
-    call = apply_event(SOURCE, event)
-    if call is None:
-        return JsonResponse({"status": "duplicate"})
-    return JsonResponse({"status": "ok", "call": call.pk})
-
-
-def read_body(request) -> bytes:
-    """The raw body, never more than MAX_BODY bytes of it read, or TooLarge."""
-    too_large = TooLarge("body", _("larger than %(count)d bytes") % {"count": MAX_BODY})
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY:
-        raise too_large
-    try:
-        body = request.body  # bounded by Content-Length, checked above
-    except RequestDataTooBig as error:  # DATA_UPLOAD_MAX_MEMORY_SIZE set below our cap
-        raise too_large from error
-    if len(body) > MAX_BODY:
-        raise too_large
-    return body
+# --- Keeping what could not be used ---------------------------------------------------------
 
 
 def reject(request, body: bytes, error: str) -> RejectedPayload:
@@ -255,8 +239,4 @@ def reject(request, body: bytes, error: str) -> RejectedPayload:
     text = body[:MAX_BODY].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
     headers["Remote-Addr"] = request.META.get("REMOTE_ADDR", "")
-    return keep_rejected(SOURCE, error[:500], text, headers)
-
-
-def _error(error: InvalidEvent, *, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": str(error), "field": error.field}, status=status)
+    return keep_rejected(WEBHOOK, error[:500], text, headers)

@@ -1,0 +1,1 @@
+"""The Asterisk Manager Interface: see `telephony.calls` for what each module holds."""
