@@ -12,7 +12,7 @@ from telephony.calls.ami.protocol import (
     AMILoginFailed,
     AMIProtocolError,
     format_action,
-    parse_message,
+    take_line,
 )
 
 
@@ -89,13 +89,7 @@ class AMIClient:
             items.append(message)
 
     def _read(self) -> dict:
-        lines = []
-        while True:
-            raw = self._file.readline()
-            if not raw:
-                raise AMIConnectionLost("the PBX closed the connection")
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line:
-                lines.append(line)
-            elif lines:
-                return parse_message(lines)
+        lines: list[str] = []
+        while (message := take_line(self._file.readline(), lines)) is None:
+            pass
+        return message

@@ -64,20 +64,29 @@ def format_action(action: str, action_id: str, fields: Iterable[tuple[str, str]]
     return "".join(f"{key}: {value}{EOL}" for key, value in lines).encode() + EOL.encode()
 
 
+def take_line(raw: bytes, lines: list[str]) -> dict | None:
+    """Add one line as read from the wire to `lines`; the message, when it ends one (and
+    `lines` is emptied for the next). AMIConnectionLost when the read found the connection
+    closed."""
+    if not raw:
+        raise AMIConnectionLost("the PBX closed the connection")
+    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if line:
+        lines.append(line)
+        return None
+    if not lines:
+        return None
+    message = parse_message(lines)
+    lines.clear()
+    return message
+
+
 async def read_message(reader: asyncio.StreamReader, lines: list[str] | None = None) -> dict:
     """The next message; AMIConnectionLost when the server closes the connection.
 
     Lines read so far are kept in `lines`, so a read cancelled mid-message (a timeout) loses
     nothing: the next call with the same list carries on."""
     lines = [] if lines is None else lines
-    while True:
-        raw = await reader.readline()
-        if not raw:
-            raise AMIConnectionLost("the PBX closed the connection")
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line:
-            lines.append(line)
-        elif lines:
-            message = parse_message(lines)
-            lines.clear()
-            return message
+    while (message := take_line(await reader.readline(), lines)) is None:
+        pass
+    return message
