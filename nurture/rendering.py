@@ -11,7 +11,7 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils.translation import override
 
-from crm.models import Profile
+from crm.models import Profile, user_display_name
 from nurture.models import MessageTemplate, Sequence
 
 UNSUBSCRIBE_SALT = "nurture.unsubscribe"
@@ -116,8 +116,7 @@ def render(template: MessageTemplate, context: dict, language: str) -> RenderedE
 
 
 def sender_address(manager) -> str:
-    profile = profile_of(manager)
-    name = one_line(profile.name if profile else manager.get_full_name()) if manager else ""
+    name = one_line(user_display_name(manager)) if manager else ""
     address = (manager.email if manager else "") or settings.DEFAULT_FROM_EMAIL
     return formataddr((name, address))
 

@@ -4,7 +4,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from celery import signals
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -23,9 +22,8 @@ State = OutboundMessage.State
 
 
 @pytest.fixture
-def clock():
-    with time_machine.travel(ENROLLED_AT, tick=False) as traveller:
-        yield traveller
+def clock_start():
+    return ENROLLED_AT
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django_celery_beat.models import PeriodicTask
 
 from crm import services as crm_services
@@ -10,12 +9,6 @@ from nurture import services
 from nurture.models import CalendarDay, Enrollment, Sequence
 
 MSK = ZoneInfo("Europe/Moscow")
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(datetime(2025, 11, 20, 19, 30, tzinfo=MSK), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 
 from crm import services as crm_services
 from crm.models import Lead, Notification, StatusChangeCause
@@ -16,12 +15,6 @@ from nurture.models import Enrollment, OutboundMessage
 
 MSK = ZoneInfo("Europe/Moscow")
 FIRST_SEND = datetime(2025, 11, 26, 10, 0, tzinfo=MSK)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(datetime(2025, 11, 20, 19, 30, tzinfo=MSK), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

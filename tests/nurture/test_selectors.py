@@ -13,7 +13,6 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 
 from nurture import selectors, services
 from nurture.dispatch import dispatch_due
@@ -34,9 +33,9 @@ NEW_YEAR = "shifted past New Year Holidays (2026-01-01)"
 
 
 @pytest.fixture
-def christmas():
-    with time_machine.travel(datetime(2025, 12, 25, 14, 0, tzinfo=MSK), tick=False) as traveller:
-        yield traveller
+def clock_start():
+    """Christmas Day 2025, 14:00 in Moscow: a working day in Russia, the sending window open."""
+    return datetime(2025, 12, 25, 14, 0, tzinfo=MSK)
 
 
 def enrollment_of(lead):
@@ -46,7 +45,7 @@ def enrollment_of(lead):
 
 
 def test_all_six_sends_are_planned_past_the_russian_new_year_holidays(
-    christmas, nurtured_lead, django_assert_num_queries
+    clock, nurtured_lead, django_assert_num_queries
 ):
     enrollment = enrollment_of(nurtured_lead)
 
@@ -63,9 +62,9 @@ def test_all_six_sends_are_planned_past_the_russian_new_year_holidays(
 
 
 def test_a_dispatched_message_shows_as_it_stands_and_the_rest_are_planned_from_it(
-    christmas, nurtured_lead, django_capture_on_commit_callbacks
+    clock, nurtured_lead, django_capture_on_commit_callbacks
 ):
-    christmas.move_to(EXPECTED[0])
+    clock.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
         [message_id] = dispatch_due()
 
@@ -84,9 +83,9 @@ def test_a_dispatched_message_shows_as_it_stands_and_the_rest_are_planned_from_i
 
 
 def test_a_halted_enrollment_lists_only_what_was_dispatched(
-    christmas, nurtured_lead, django_capture_on_commit_callbacks
+    clock, nurtured_lead, django_capture_on_commit_callbacks
 ):
-    christmas.move_to(EXPECTED[0])
+    clock.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
         dispatch_due()
     services.halt(Enrollment.objects.filter(lead=nurtured_lead), Enrollment.HaltReason.MANUAL)
@@ -97,7 +96,7 @@ def test_a_halted_enrollment_lists_only_what_was_dispatched(
     assert [(send.number, send.at, send.state) for send in sends] == [(1, EXPECTED[0], "cancelled")]
 
 
-def test_a_company_day_off_moves_a_send_and_says_so(christmas, nurtured_lead):
+def test_a_company_day_off_moves_a_send_and_says_so(clock, nurtured_lead):
     CalendarDay.objects.create(date=date(2026, 1, 19), kind=CalendarDay.Kind.DAY_OFF)
 
     sends = selectors.planned_sends(enrollment_of(nurtured_lead))
@@ -107,10 +106,10 @@ def test_a_company_day_off_moves_a_send_and_says_so(christmas, nurtured_lead):
 
 
 def test_a_send_after_the_window_in_the_leads_time_zone_moves_to_the_next_working_morning(
-    christmas, make_lead, alice, default_sequence
+    clock, make_lead, alice, default_sequence
 ):
     lead = make_lead(alice, time_zone="Asia/Yekaterinburg")
-    christmas.move_to(datetime(2025, 12, 25, 17, 30, tzinfo=MSK))  # 19:30 for the lead
+    clock.move_to(datetime(2025, 12, 25, 17, 30, tzinfo=MSK))  # 19:30 for the lead
 
     sends = selectors.sends_if_enrolled(default_sequence, lead)
 
@@ -121,7 +120,7 @@ def test_a_send_after_the_window_in_the_leads_time_zone_moves_to_the_next_workin
 
 
 def test_if_enrolled_now_the_lead_would_get_the_same_six_dates(
-    christmas, make_lead, alice, default_sequence
+    clock, make_lead, alice, default_sequence
 ):
     lead = make_lead(alice)
 
@@ -132,9 +131,9 @@ def test_if_enrolled_now_the_lead_would_get_the_same_six_dates(
 
 
 def test_managers_see_the_enrollments_and_messages_of_their_own_leads_only(
-    christmas, nurtured_lead, alice, bob, olga, django_capture_on_commit_callbacks
+    clock, nurtured_lead, alice, bob, olga, django_capture_on_commit_callbacks
 ):
-    christmas.move_to(EXPECTED[0])
+    clock.move_to(EXPECTED[0])
     with django_capture_on_commit_callbacks(execute=False):
         dispatch_due()
 

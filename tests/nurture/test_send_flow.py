@@ -1,9 +1,6 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
-import time_machine
-
 from crm.models import Activity, Notification
 from nurture import tasks
 from nurture.models import Enrollment, OutboundMessage
@@ -11,14 +8,8 @@ from nurture.models import Enrollment, OutboundMessage
 MSK = ZoneInfo("Europe/Moscow")
 
 
-@pytest.fixture
-def thursday_evening():
-    with time_machine.travel(datetime(2025, 11, 20, 19, 30, tzinfo=MSK), tick=False) as traveller:
-        yield traveller
-
-
 def test_moving_a_lead_to_nurturing_enrolls_it_with_the_first_send_three_working_days_later(
-    thursday_evening, nurtured_lead
+    clock, nurtured_lead
 ):
     enrollment = nurtured_lead.enrollments.get()
 
@@ -28,14 +19,14 @@ def test_moving_a_lead_to_nurturing_enrolls_it_with_the_first_send_three_working
 
 
 def test_the_first_email_goes_from_the_manager_to_the_lead_by_name(
-    thursday_evening,
+    clock,
     nurtured_lead,
     smtp_server,
     eager_tasks,
     alice,
     django_capture_on_commit_callbacks,
 ):
-    thursday_evening.move_to(datetime(2025, 11, 26, 10, 0, tzinfo=MSK))
+    clock.move_to(datetime(2025, 11, 26, 10, 0, tzinfo=MSK))
 
     with django_capture_on_commit_callbacks(execute=True):
         dispatched = tasks.dispatch_due()  # as beat runs it

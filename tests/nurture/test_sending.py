@@ -2,7 +2,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 
 from crm import services as crm_services
 from crm.models import Notification
@@ -13,12 +12,6 @@ from nurture.models import Enrollment, MailboxLimit, OutboundMessage
 MSK = ZoneInfo("Europe/Moscow")
 FIRST_SEND = datetime(2025, 11, 26, 10, 0, tzinfo=MSK)  # for a lead enrolled Thu 20 Nov 19:30
 State = OutboundMessage.State
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(datetime(2025, 11, 20, 19, 30, tzinfo=MSK), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 
 from crm.celery import app as crm_app
 from crm.models import Notification
@@ -41,12 +40,11 @@ ALICE = "Alice Manager <alice@crm.example>"
 
 
 @pytest.fixture
-def clock():
-    """Thursday 18 December 2025, 15:00:00 in Moscow, standing still until the first beat tick
-    (so the enrollment's moments are whole minutes); from then on it ticks, so the worker's
+def clock_start():
+    """Thursday 18 December 2025, 15:00:00 in Moscow: the clock stands still until the first beat
+    tick (so the enrollment's moments are whole minutes); from then on it ticks, so the worker's
     timers and timeouts work while the test jumps from one due moment to the next."""
-    with time_machine.travel(ENROLLED_AT, tick=False) as traveller:
-        yield traveller
+    return ENROLLED_AT
 
 
 @pytest.fixture
