@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
 from django.forms.models import BaseInlineFormSet
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -17,6 +18,16 @@ class LeadStatusAdmin(admin.ModelAdmin):
     list_display = ["code", "name_ru", "name_en", "kind", "order"]
     list_editable = ["order"]
     ordering = ["order"]
+
+
+class HiddenIsNotFound:
+    """Mixed into a ModelAdmin whose get_queryset keeps a manager to their own rows: a row outside
+    it answers 404, as a row that does not exist does. (Django's admin redirects to the index
+    with "… with ID “5” doesn't exist", which a script can tell from a 404 no better; a plain
+    404 is the same for every page.)"""
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        raise Http404(_("Not found."))
 
 
 class ReadOnlyInlineFormSet(BaseInlineFormSet):
