@@ -21,6 +21,9 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-local-development-key-change-me"  # noqa: S105
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# How many proxies of our own stand in front of the app (crm/client_ip.py reads the client's
+# address through them); 0: the app is reached directly.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
