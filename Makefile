@@ -2,6 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The development server's settings: DEBUG on and a secret key of this checkout's own, written
+# once (a second `make run` reuses it, so sessions survive). Production sets its own variables.
+DEV_ENV := var/development.env
 
 .PHONY: run test lint format setup messages clean
 
@@ -15,10 +18,15 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED)
 
-run: $(INSTALLED)
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo
-	$(BIN)/honcho start -f Procfile
+$(DEV_ENV):
+	@mkdir -p $(@D)
+	@umask 077 && $(PYTHON) -c 'import secrets; print("# Written once by make run for development only.\nDEBUG=true\nSECRET_KEY=" + secrets.token_hex(32))' > $@.tmp && mv $@.tmp $@
+	@echo "Wrote a development secret key to $@"
+
+run: $(INSTALLED) $(DEV_ENV)
+	$(BIN)/honcho run -e $(DEV_ENV) $(BIN)/python manage.py migrate --noinput
+	$(BIN)/honcho run -e $(DEV_ENV) $(BIN)/python manage.py load_demo
+	$(BIN)/honcho start -e $(DEV_ENV) -f Procfile
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -32,9 +40,9 @@ test: lint
 	$(BIN)/pytest
 	DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/pytest
 
-messages: $(INSTALLED)
-	$(BIN)/python manage.py makemessages -l ru -l en --no-location -i ".venv/*" -i "var/*"
-	$(BIN)/python manage.py compilemessages -i .venv
+messages: $(INSTALLED) $(DEV_ENV)
+	$(BIN)/honcho run -e $(DEV_ENV) $(BIN)/python manage.py makemessages -l ru -l en --no-location -i ".venv/*" -i "var/*"
+	$(BIN)/honcho run -e $(DEV_ENV) $(BIN)/python manage.py compilemessages -i .venv
 
 clean:
 	rm -rf $(VENV) var

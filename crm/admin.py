@@ -5,12 +5,13 @@ from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from crm import lead_page, selectors, services
-from crm.forms import MoveToStatusForm
-from crm.models import Activity, Lead, LeadStatus, Notification, Profile
+from crm.forms import MoveToStatusForm, NoteForm, VisibleChoiceField
+from crm.models import Activity, Lead, LeadStatus, Notification, Profile, user_display_name
 
 
 @admin.register(LeadStatus)
@@ -28,6 +29,39 @@ class HiddenIsNotFound:
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         raise Http404(_("Not found."))
+
+
+class UserFilter(admin.RelatedOnlyFieldListFilter):
+    """A list filter by a user field, by display name. A manager is offered only themselves, as
+    in every other choice of a user; a supervisor the users of the rows listed."""
+
+    def field_choices(self, field, request, model_admin):
+        users = get_user_model().objects.select_related("profile").order_by("username")
+        if selectors.can_see_all_leads(request.user):
+            listed = model_admin.get_queryset(request).values(f"{self.field_path}__pk")
+            users = users.filter(pk__in=listed)
+        else:
+            users = users.filter(pk=request.user.pk)
+        return [(user.pk, user_display_name(user)) for user in users]
+
+
+def display_name_or_empty(user) -> str | None:
+    """A user as everybody else sees them: their display name (None shows as empty)."""
+    return user_display_name(user) if user is not None else None
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records the CRM writes itself (the outbox, call events, ...): everything shown,
+    nothing added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class ReadOnlyInlineFormSet(BaseInlineFormSet):
@@ -61,33 +95,37 @@ class ReadOnlyInline:
 
 class ActivityInline(ReadOnlyInline, admin.TabularInline):
     model = Activity
-    fields = ["created_at", "kind", "description", "actor"]
+    fields = ["created_at", "kind", "description", "by"]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     verbose_name_plural = _("timeline")
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).select_related("actor")
+        queryset = super().get_queryset(request).select_related("actor__profile")
         return selectors.with_status_names(queryset)
 
     @admin.display(description=_("what"))
     def description(self, activity):
         return activity.description
 
+    @admin.display(description=_("by"))
+    def by(self, activity):
+        return display_name_or_empty(activity.actor)
+
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "title",
         "full_name",
         "email",
         "phone",
         "status",
-        "responsible",
+        "manager",
         "last_activity",
     ]
-    list_filter = ["status", "responsible"]
-    list_select_related = ["status", "responsible"]
+    list_filter = ["status", ("responsible", UserFilter)]
+    list_select_related = ["status", "responsible__profile"]
     ordering = ["-created_at", "-id"]
     search_fields = ["title"]  # the real matching is in get_search_results
     search_help_text = _("Name, email, phone in any format, title or company.")
@@ -148,8 +186,10 @@ class LeadAdmin(admin.ModelAdmin):
         return selectors.search_leads(queryset, search_term), False
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "responsible" and not selectors.can_see_all_leads(request.user):
-            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+        if db_field.name == "responsible":
+            kwargs["form_class"] = VisibleChoiceField
+            if not selectors.can_see_all_leads(request.user):
+                kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_changeform_initial_data(self, request):
@@ -161,6 +201,10 @@ class LeadAdmin(admin.ModelAdmin):
     @admin.display(description=_("name"))
     def full_name(self, lead):
         return lead.full_name
+
+    @admin.display(description=_("responsible"), ordering="responsible__username")
+    def manager(self, lead):
+        return display_name_or_empty(lead.responsible)
 
     @admin.display(description=_("last activity"), ordering="last_activity_at")
     def last_activity(self, lead):
@@ -211,33 +255,14 @@ class LeadAdmin(admin.ModelAdmin):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(HiddenIsNotFound, admin.ModelAdmin):
+    """Supervisors keep everybody's profile; a manager sees only their own, and edits its
+    signature and phone. Who they are (user, display name) and their PBX extension (which
+    decides whose calls they get) are a supervisor's to set."""
+
     list_display = ["user", "display_name", "phone", "extension"]
+    list_select_related = ["user"]
     search_fields = ["user__username", "display_name", "extension"]
-
-
-@admin.register(Activity)
-class ActivityAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "lead", "kind", "description", "actor"]
-    list_filter = ["kind"]
-    list_select_related = ["lead", "actor"]
-    raw_id_fields = ["lead"]
-    date_hierarchy = "created_at"
-
-    def get_queryset(self, request):
-        queryset = selectors.with_status_names(super().get_queryset(request))
-        if selectors.can_see_all_leads(request.user):
-            return queryset
-        return queryset.filter(lead__responsible=request.user)
-
-
-@admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "user", "lead", "message", "is_read"]
-    list_filter = ["is_read"]
-    list_select_related = ["user", "lead"]
-    raw_id_fields = ["lead"]
-    actions = ["mark_read"]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -245,6 +270,137 @@ class NotificationAdmin(admin.ModelAdmin):
             return queryset
         return queryset.filter(user=request.user)
 
+    def get_readonly_fields(self, request, obj=None):
+        if selectors.can_see_all_leads(request.user):
+            return []
+        return ["user", "display_name", "extension"]
+
+    def has_change_permission(self, request, obj=None):
+        if not super().has_change_permission(request, obj):
+            return False
+        return (
+            obj is None
+            or obj.user_id == request.user.pk
+            or selectors.can_see_all_leads(request.user)
+        )
+
+
+@admin.register(Activity)
+class ActivityAdmin(HiddenIsNotFound, admin.ModelAdmin):
+    """The timeline is the CRM's record: entries are never edited, and the one kind a person
+    adds is a note, on a lead they may see, in their own name, now."""
+
+    list_display = ["created_at", "lead", "kind", "description", "by"]
+    list_filter = ["kind"]
+    list_select_related = ["lead", "actor__profile"]
+    autocomplete_fields = ["lead"]
+    date_hierarchy = "created_at"
+    form = NoteForm  # the add form; entries are only viewed after that
+
+    def get_queryset(self, request):
+        queryset = selectors.with_status_names(super().get_queryset(request))
+        if selectors.can_see_all_leads(request.user):
+            return queryset
+        return queryset.filter(lead__responsible=request.user)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["lead", "summary"]
+        return ["created_at", "lead", "kind", "description", "by", "payload"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "lead":
+            kwargs["queryset"] = selectors.leads_visible_to(request.user)
+            kwargs["form_class"] = VisibleChoiceField
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.kind = Activity.Kind.NOTE
+        obj.actor = request.user
+        obj.payload = {}
+        obj.created_at = timezone.now()
+        obj.save(force_insert=True)
+
+    @admin.display(description=_("what"))
+    def description(self, activity):
+        return activity.description
+
+    @admin.display(description=_("by"), ordering="actor__username")
+    def by(self, activity):
+        return display_name_or_empty(activity.actor)
+
+
+@admin.register(Notification)
+class NotificationAdmin(HiddenIsNotFound, admin.ModelAdmin):
+    """Notifications are written by the CRM. Nobody adds or edits one here: the one thing a
+    person changes is whether their own notifications are read."""
+
+    list_display = ["created_at", "recipient", "lead", "message", "is_read"]
+    list_filter = ["is_read"]
+    list_select_related = ["user__profile", "lead"]
+    fields = ["created_at", "recipient", "lead", "message", "is_read"]
+    readonly_fields = ["created_at", "recipient", "lead", "message"]
+    actions = ["mark_read", "mark_unread"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if selectors.can_see_all_leads(request.user):
+            return queryset
+        return queryset.filter(user=request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or obj.user_id == request.user.pk
+
+    @admin.display(description=_("user"), ordering="user__username")
+    def recipient(self, notification):
+        return display_name_or_empty(notification.user)
+
     @admin.action(description=_("Mark as read"), permissions=["change"])
     def mark_read(self, request, queryset):
-        queryset.update(is_read=True)
+        self._mark(request, queryset, is_read=True)
+
+    @admin.action(description=_("Mark as unread"), permissions=["change"])
+    def mark_unread(self, request, queryset):
+        self._mark(request, queryset, is_read=False)
+
+    def _mark(self, request, queryset, *, is_read):
+        own = queryset.filter(user=request.user)
+        marked = own.update(is_read=is_read)
+        message = (
+            ngettext(
+                "%(count)d notification marked as read.",
+                "%(count)d notifications marked as read.",
+                marked,
+            )
+            if is_read
+            else ngettext(
+                "%(count)d notification marked as unread.",
+                "%(count)d notifications marked as unread.",
+                marked,
+            )
+        )
+        self.message_user(request, message % {"count": marked}, messages.SUCCESS)
+        if others := queryset.count() - marked:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d notification of somebody else was left as it was: only its "
+                    "recipient marks it.",
+                    "%(count)d notifications of somebody else were left as they were: only "
+                    "their recipients mark them.",
+                    others,
+                )
+                % {"count": others},
+                messages.WARNING,
+            )

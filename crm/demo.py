@@ -1,4 +1,7 @@
-"""Demo data for a first look: a few users in each group and leads in every status."""
+"""Demo data for a first look: a few users in each group and leads in every status.
+
+The users' password is published (`demo`), so they get it only in development; loaded anywhere
+else they have no usable password until someone sets one (`manage.py changepassword`)."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -7,7 +10,7 @@ from django.db import transaction
 from crm import services
 from crm.models import Lead, LeadStatus, Profile
 
-DEMO_PASSWORD = "demo"  # noqa: S105 - printed for the local demo only
+DEMO_PASSWORD = "demo"  # noqa: S105 - published on purpose: development only
 
 USERS = [
     # username, first, last, group, extension
@@ -78,14 +81,15 @@ def demo_data_exists() -> bool:
 
 
 @transaction.atomic
-def load_demo_data() -> None:
+def load_demo_data(*, password: str | None) -> None:
+    """Every demo user gets `password`; None: no usable password."""
     User = get_user_model()
     users = {}
     for username, first, last, group, extension in USERS:
         user = User.objects.create_user(
             username,
             email=f"{username}@crm.example",
-            password=DEMO_PASSWORD,
+            password=password,
             first_name=first,
             last_name=last,
             is_staff=True,
@@ -114,3 +118,15 @@ def load_demo_data() -> None:
             responsible=users[responsible],
         )
         services.create_lead(lead, by=users[responsible])
+
+
+def remove_published_password() -> list[str]:
+    """Demo users still on the published password lose it (no usable password); returns who."""
+    demo_users = get_user_model().objects.filter(username__in=[username for username, *_ in USERS])
+    removed = []
+    for user in demo_users:
+        if user.check_password(DEMO_PASSWORD):
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            removed.append(user.username)
+    return removed

@@ -1,10 +1,14 @@
-"""Settings for the CRM. Everything comes from the environment; defaults are safe for local use."""
+"""Settings for the CRM. Everything comes from the environment, and the defaults are production's:
+DEBUG off and every secure setting on; `make run` turns on DEBUG for development."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import dj_email_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from crm.env import env_bool, env_int, env_list, env_str
@@ -13,12 +17,18 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CRM_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "")
+# Off unless the environment turns it on (`make run` does, from var/development.env).
+DEBUG = env_bool("DEBUG", False)
+# Never in the code: from the environment (`make run` writes a development one into var/).
+SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-local-development-key-change-me"  # noqa: S105
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: give the process a long random SECRET_KEY in its environment "
+        "(`make run` writes one for development into var/development.env)"
+    )
+# Earlier keys, still accepted for what they signed (unsubscribe links, sessions) during a
+# rotation: comma-separated, newest first.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # How many proxies of our own stand in front of the app (crm/client_ip.py reads the client's
@@ -35,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "anymail",
+    "axes",
+    "csp",
     "crm",
     "nurture",
     "telephony",
@@ -42,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -49,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it turns a login refused by the lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "crm.urls"
@@ -83,6 +98,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    # First: a locked-out login is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user from one
+# address, that user cannot log in from there for LOGIN_LOCKOUT_MINUTES (0: until an admin lifts
+# it, in the admin under Axes > Access attempts or with `manage.py axes_reset_username`). Other
+# users, and the same user elsewhere, are not locked out: a stranger cannot lock out the team.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "crm.client_ip.client_ip"
+_lockout_minutes = env_int("LOGIN_LOCKOUT_MINUTES", 30)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes > 0 else None
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "crm.lockout.locked_out"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -154,16 +185,54 @@ ANYMAIL = {
 if env_str("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = env_list("ANYMAIL_WEBHOOK_SECRET")
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+def _proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """The header a TLS-terminating proxy sets on HTTPS requests, "X-Forwarded-Proto: https",
+    as Django wants it: ("HTTP_X_FORWARDED_PROTO", "https")."""
+    value = env_str(name).strip()
+    if not value:
+        return None
+    header, colon, expected = (part.strip() for part in value.partition(":"))
+    if not (header and colon and expected):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a header and its value, e.g. 'X-Forwarded-Proto: https'"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), expected
+
+
+# HTTPS: with DEBUG off every secure setting is on; each can be turned off (behind a proxy that
+# redirects to HTTPS and sends HSTS itself, say). Trust a proxy's header only when it is set.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+
+# Content-Security-Policy on every page (django-csp): scripts only from our own static files or
+# with the page's nonce; inline styles stay allowed (Django's admin and the emails shown in the
+# outbox's sandboxed frames use them); no plugins, no framing by other sites.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The login lockout logs each failed login and each lockout (warnings), not every login.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # Nurturing: the working-day calendar and the sending window (company time zone by default).
@@ -205,3 +274,35 @@ MAIL_IMAP_SSL = env_bool("MAIL_IMAP_SSL", True)
 MAIL_IMAP_USER = env_str("MAIL_IMAP_USER")
 MAIL_IMAP_PASSWORD = env_str("MAIL_IMAP_PASSWORD")
 MAIL_IMAP_FOLDER = env_str("MAIL_IMAP_FOLDER", "INBOX")
+
+# --- ESP webhooks and rate limits (telephony/mail/esp_webhooks.py, crm/ratelimit.py) -----------
+# The ESPs whose Anymail webhooks answer, named as in their URLs (/anymail/<esp>/inbound/ and
+# /tracking/): comma-separated, e.g. "postmark,mailgun"; none by default. Any other /anymail/
+# path is a 404, and a listed ESP without ANYMAIL_WEBHOOK_SECRET (or, for an ESP that signs its
+# posts, its signing key) refuses every request (`manage.py check` says what to set).
+ANYMAIL_WEBHOOK_ESPS = [esp.lower() for esp in env_list("ANYMAIL_WEBHOOK_ESPS")]
+ANYMAIL.pop("WEBHOOK_ESPS", None)  # ours, not one of Anymail's settings
+# Requests per client address on the public endpoints, "<count>/<period>" with the period in s,
+# m or h (10/5m: ten per five minutes), or "off". A login counts only when it fails.
+RATE_LIMITS = {
+    "webhooks": env_str("RATE_LIMIT_WEBHOOKS", "1200/m"),
+    "unsubscribe": env_str("RATE_LIMIT_UNSUBSCRIBE", "60/m"),
+    "login": env_str("RATE_LIMIT_LOGIN", "20/5m"),
+}
+# Django's cache, which keeps the rate limits' counters: this process's memory by default (each
+# web process counts on its own); CACHE_URL=redis://host:6379/1 shares one between them.
+CACHE_URL = env_str("CACHE_URL").strip()
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
+elif CACHE_URL in ("", "locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r}: use locmem:// or a redis:// URL")
+# Early, so that a refused request costs little; after LocaleMiddleware, so it is answered in
+# the client's language.
+_after = "django.middleware.locale.LocaleMiddleware"
+MIDDLEWARE.insert(
+    MIDDLEWARE.index(_after) + 1 if _after in MIDDLEWARE else 0, "crm.ratelimit.RateLimitMiddleware"
+)

@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("nurture/", include("nurture.urls")),
     path("telephony/", include("telephony.urls")),
-    path("anymail/", include("anymail.urls")),
+    # Anymail's ESP webhooks, only for the ESPs in ANYMAIL_WEBHOOK_ESPS, each authenticated.
+    path("anymail/", include("telephony.mail.esp_webhooks")),
 ]

@@ -4,18 +4,21 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, override
 from django.utils.translation import gettext_lazy as _
 
 from crm import admin as crm_admin
+from crm.forms import VisibleChoiceField
 from crm.lead_page import LeadPanel, lead_panels
-from crm.selectors import leads_visible_to
+from crm.models import user_display_name
+from crm.selectors import can_see_all_leads, leads_visible_to
 from nurture import selectors, services
 from nurture.models import (
     CalendarDay,
@@ -24,6 +27,7 @@ from nurture.models import (
     MessageTemplate,
     OutboundMessage,
     Sequence,
+    Suppression,
 )
 
 # With the weekday: sends move around weekends and holidays.
@@ -53,7 +57,7 @@ class MessageTemplateInline(admin.StackedInline):
 class PreviewForm(forms.Form):
     def __init__(self, *args, user, admin_site, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["lead"] = forms.ModelChoiceField(
+        self.fields["lead"] = VisibleChoiceField(
             queryset=leads_visible_to(user),
             label=_("lead"),
             widget=AutocompleteSelect(Enrollment._meta.get_field("lead"), admin_site),
@@ -85,12 +89,13 @@ class SequenceAdmin(admin.ModelAdmin):
         return [preview, *super().get_urls()]
 
     def preview_view(self, request, object_id):
-        """Each email of the sequence as a chosen lead would get it, and when."""
+        """Each email of the sequence as a chosen lead would get it, and when (a lead the
+        user may not see answers 404)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         sequence = self.get_object(request, unquote(object_id))
         if sequence is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, sequence):
-            raise PermissionDenied
         form = PreviewForm(
             request.GET if "lead" in request.GET else None,
             user=request.user,
@@ -115,7 +120,7 @@ class SequenceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(crm_admin.HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "lead",
         "sequence",
@@ -215,7 +220,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
+class OutboundMessageAdmin(crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin):
     list_display = [
         "number",
         "lead",
@@ -226,8 +231,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):
         "attempts",
         "error",
     ]
-    list_filter = ["state", ("sender", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["enrollment__lead", "sender"]
+    list_filter = ["state", ("sender", crm_admin.UserFilter)]
+    list_select_related = ["enrollment__lead", "sender__profile"]
     search_fields = ["to_email", "subject", "message_id"]
     date_hierarchy = "created_at"
     fieldsets = [
@@ -238,7 +243,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
                     "enrollment",
                     "number",
                     "state",
-                    "sender",
+                    "sent_by",
                     "to_email",
                     "subject",
                     "message_id",
@@ -267,18 +272,13 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.messages_visible_to(request.user, super().get_queryset(request))
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description=_("lead"), ordering="enrollment__lead")
     def lead(self, message):
         return message.enrollment.lead
+
+    @admin.display(description=_("sender"))
+    def sent_by(self, message):
+        return crm_admin.display_name_or_empty(message.sender)
 
     @admin.display(description=_("plain-text body"))
     def text_body(self, message):
@@ -309,10 +309,18 @@ class CalendarDayAdmin(admin.ModelAdmin):
 
 
 @admin.register(MailboxLimit)
-class MailboxLimitAdmin(admin.ModelAdmin):
+class MailboxLimitAdmin(crm_admin.HiddenIsNotFound, admin.ModelAdmin):
+    """Supervisors set the caps; a manager sees their own."""
+
     list_display = ["user", "per_minute", "per_day"]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if can_see_all_leads(request.user):
+            return queryset
+        return queryset.filter(user=request.user)
 
 
 # --- The lead's page: its enrollments (added through crm.lead_page) ------------------------
@@ -357,4 +365,149 @@ class EnrollmentInline(crm_admin.ReadOnlyInline, admin.TabularInline):
 
 @receiver(lead_panels, dispatch_uid="nurture.admin.lead_panel")
 def nurturing_on_the_lead_page(sender, request, lead, **kwargs):
-    return LeadPanel("nurture", order=10, admin_inlines=(EnrollmentInline,))
+    """The lead's enrollments and, when its address is on the suppression list, since when and
+    why."""
+    if lead is None:
+        return LeadPanel("nurture", order=10, admin_inlines=(EnrollmentInline,))
+    suppression = selectors.active_suppression(lead.email)
+    return LeadPanel(
+        "nurture",
+        order=10,
+        admin_inlines=(EnrollmentInline,),
+        template="admin/nurture/lead/suppression.html" if suppression else "",
+        context={
+            "suppression": suppression,
+            "can_see_suppression": request.user.has_perm("nurture.view_suppression"),
+        },
+    )
+
+
+# --- The suppression list -------------------------------------------------------------------
+
+
+class LiftSuppressionForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why may this address be emailed again?"),
+        help_text=_("Kept with the suppression and written on every lead with this address."),
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+
+class SuppressionStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", _("in force")), ("lifted", _("lifted"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(lifted_at__isnull=True)
+        if self.value() == "lifted":
+            return queryset.filter(lifted_at__isnull=False)
+        return queryset
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin):
+    """Read-only: suppressions come from unsubscribes, bounces and complaints. A supervisor
+    lifts one from its page, saying why; the row keeps who, when and why, and the admin's
+    history has a log entry. Managers see only those of their own leads' addresses."""
+
+    list_display = ["address", "reason", "created_at", "lifted_at", "lifted_by_name"]
+    list_filter = [SuppressionStateFilter, "reason"]
+    list_select_related = ["lifted_by__profile"]
+    search_fields = ["address"]
+    date_hierarchy = "created_at"
+    fields = [
+        "address",
+        "reason",
+        "created_at",
+        "cause",
+        "lifted_at",
+        "lifted_by_name",
+        "lift_reason",
+    ]
+    readonly_fields = fields
+    change_form_template = "admin/nurture/suppression/change_form.html"
+
+    def get_queryset(self, request):
+        return selectors.suppressions_visible_to(request.user, super().get_queryset(request))
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        lift = path(
+            "<path:object_id>/lift/",
+            self.admin_site.admin_view(self.lift_view),
+            name="{}_{}_lift".format(*info),
+        )
+        return [lift, *super().get_urls()]
+
+    @admin.display(description=_("lifted by"), ordering="lifted_by")
+    def lifted_by_name(self, suppression):
+        if suppression.lifted_by is None:
+            return self.get_empty_value_display()
+        return user_display_name(suppression.lifted_by)
+
+    @admin.display(description=_("what caused it"))
+    def cause(self, suppression):
+        return format_html(
+            '<pre style="white-space: pre-wrap">{}</pre>',
+            format_html_join("\n", "{}: {}", sorted(suppression.details.items())),
+        )
+
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        if obj is not None:
+            context["can_lift"] = obj.is_active and can_see_all_leads(request.user)
+            context["address_leads"] = self._leads_with_the_address(request, obj)
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def lift_view(self, request, object_id):
+        """The form that lifts a suppression: supervisors only, and only with a reason."""
+        suppression = self.get_object(request, unquote(object_id))
+        if suppression is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not can_see_all_leads(request.user):
+            raise PermissionDenied
+        if not suppression.is_active:
+            return self._already_lifted(request, suppression)
+        form = LiftSuppressionForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            if not services.lift_suppression(suppression, by=request.user, reason=reason):
+                return self._already_lifted(request, suppression)  # by somebody else meanwhile
+            with override(None):  # stored untranslated, shown in the reader's language
+                fields = [
+                    str(Suppression._meta.get_field(name).verbose_name)
+                    for name in ("lifted_at", "lifted_by", "lift_reason")
+                ]
+            self.log_change(request, suppression, [{"changed": {"fields": fields}}])
+            self.message_user(
+                request,
+                gettext("%(address)s may be emailed again.") % {"address": suppression.address},
+                messages.SUCCESS,
+            )
+            return redirect("admin:nurture_suppression_change", suppression.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Lift the suppression of %(address)s")
+            % {"address": suppression.address},
+            "opts": self.opts,
+            "original": suppression,
+            "form": form,
+            "address_leads": self._leads_with_the_address(request, suppression),
+        }
+        return TemplateResponse(request, "admin/nurture/suppression/lift.html", context)
+
+    def _already_lifted(self, request, suppression):
+        self.message_user(request, gettext("This suppression is already lifted."), messages.INFO)
+        return redirect("admin:nurture_suppression_change", suppression.pk)
+
+    def _leads_with_the_address(self, request, suppression):
+        return (
+            leads_visible_to(request.user)
+            .filter(email=suppression.address)
+            .select_related("status", "responsible__profile")
+            .order_by("pk")
+        )

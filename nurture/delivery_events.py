@@ -1,50 +1,49 @@
 """What an ESP reports about email we sent (Anymail tracking events): a bounce, rejection,
-complaint or unsubscribe marks the address and stops the lead's nurturing."""
+complaint or unsubscribe puts the address on the suppression list, which stops the nurturing
+of every lead that has it."""
 
 import logging
 
 from crm.models import Lead
-from nurture.models import OutboundMessage
-from nurture.services import HaltReason, mark_address
+from nurture.models import OutboundMessage, Suppression, normalize_address
+from nurture.services import suppress_address
 
 logger = logging.getLogger(__name__)
 
-# What an ESP's tracking event means for the lead's address, and why nurturing stops.
+# Why an ESP's tracking event suppresses the address.
 DELIVERY_PROBLEMS = {
-    "bounced": (Lead.EmailStatus.BOUNCED, HaltReason.BOUNCE),
-    "rejected": (Lead.EmailStatus.BOUNCED, HaltReason.BOUNCE),
-    "complained": (Lead.EmailStatus.COMPLAINED, HaltReason.COMPLAINT),
-    "unsubscribed": (Lead.EmailStatus.UNSUBSCRIBED, HaltReason.UNSUBSCRIBE),
+    "bounced": Suppression.Reason.BOUNCE,
+    "rejected": Suppression.Reason.BOUNCE,
+    "complained": Suppression.Reason.COMPLAINT,
+    "unsubscribed": Suppression.Reason.UNSUBSCRIBE,
 }
 
 
 def handle_delivery_event(
     event_type: str, *, provider_message_id: str, recipient: str, metadata: dict, esp: str
 ) -> bool:
-    """An ESP reported a bounce, rejection, complaint or unsubscribe: mark the lead's address and
-    stop its nurturing. Other events are ignored. Returns whether any lead was found."""
+    """An ESP reported a bounce, rejection, complaint or unsubscribe: suppress the address (the
+    one our message went to, else the event's recipient). Other events, and the same event
+    again, change nothing. Returns whether any lead has that address."""
     if event_type not in DELIVERY_PROBLEMS:
         return False
     message = _message_for_event(provider_message_id, metadata)
     if message is not None:
-        leads = [message.enrollment.lead]
-    elif recipient:
-        # The address itself is bad: every lead that uses it is affected.
-        leads = list(Lead.objects.filter(email=recipient.strip().lower()))
+        address = message.to_email or message.enrollment.lead.email
     else:
-        leads = []
-    if not leads:
-        logger.info("%s %s event for an unknown message or address", esp, event_type)
+        address = recipient
+    address = normalize_address(address)
+    if not address:
+        logger.info("%s %s event for an unknown message and no address", esp, event_type)
         return False
-    email_status, reason = DELIVERY_PROBLEMS[event_type]
-    for lead in leads:
-        mark_address(
-            lead,
-            email_status,
-            reason,
-            details={"esp": esp, "event": event_type, "provider_message_id": provider_message_id},
-        )
-    return True
+    details = {"esp": esp, "event": event_type, "provider_message_id": provider_message_id}
+    if message is not None:
+        details["message"] = message.pk
+    suppress_address(address, DELIVERY_PROBLEMS[event_type], details=details)
+    found = Lead.objects.filter(email=address).exists()
+    if not found:
+        logger.info("%s %s event for an address no lead has (suppressed)", esp, event_type)
+    return found
 
 
 def _message_for_event(provider_message_id: str, metadata: dict):

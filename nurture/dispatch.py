@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.bulk import insert_rows, update_rows
-from nurture import schedule
+from nurture import schedule, selectors
 from nurture.mailbox_caps import MailboxUsage, apply_mailbox_caps
 from nurture.models import Enrollment, OutboundMessage, Sequence
 from nurture.services import HaltReason, halt
@@ -86,6 +86,8 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
             "lead__email",
             "lead__responsible_id",
             "lead__time_zone",
+            # An index lookup per row inside this one query: why the address is suppressed.
+            selectors.suppression_reason("lead__email"),
         )[:batch_size]
     )
     if not claimed:
@@ -96,10 +98,24 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
     stopped = defaultdict(list)
     sendable = []
     for row in claimed:
-        pk, sequence_id, sent_count, planned, status_id, do_not_email, email, sender, zone = row
+        (
+            pk,
+            sequence_id,
+            sent_count,
+            planned,
+            status_id,
+            do_not_email,
+            email,
+            sender,
+            zone,
+            suppressed_for,
+        ) = row
         sequence = sequences[sequence_id]
         if status_id != sequence.enrolling_status_id:
             stopped[HaltReason.STATUS_CHANGE].append(pk)
+        elif suppressed_for:
+            # The address is on the suppression list, whatever the lead's do-not-email says.
+            stopped[HaltReason(suppressed_for)].append(pk)
         elif do_not_email or not email:
             stopped[HaltReason.UNSUBSCRIBE].append(pk)
         else:

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import Lead, LeadStatus
@@ -238,3 +240,72 @@ class MailboxLimit(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.per_minute}/min, {self.per_day}/day"
+
+
+def normalize_address(address: str) -> str:
+    """An email address as the suppression list keys it (and as leads store theirs)."""
+    return (address or "").strip().lower()
+
+
+class SuppressionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(lifted_at__isnull=True)
+
+
+class Suppression(models.Model):
+    """An address that is not emailed again, whichever lead has it: it unsubscribed, bounced
+    for good, or complained. Only a supervisor lifts it, saying why; the row keeps that trail."""
+
+    class Reason(models.TextChoices):
+        # The same codes as the halt reasons they stop nurturing with.
+        UNSUBSCRIBE = "unsubscribe", _("unsubscribed")
+        BOUNCE = "bounce", _("hard bounce")
+        COMPLAINT = "complaint", _("spam complaint")
+
+    address = models.EmailField(_("address"), max_length=254)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    created_at = models.DateTimeField(_("suppressed at"), default=timezone.now)
+    details = models.JSONField(_("what caused it"), default=dict, blank=True)
+    lifted_at = models.DateTimeField(_("lifted at"), null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lifted by"),
+    )
+    lift_reason = models.TextField(_("why it was lifted"), blank=True)
+
+    objects = SuppressionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("suppression")
+        verbose_name_plural = _("suppression list")
+        constraints = [
+            # The dispatcher's and the sender's lookups read only this small partial index.
+            models.UniqueConstraint(
+                fields=["address"],
+                condition=Q(lifted_at__isnull=True),
+                name="one_active_suppression_per_address",
+            ),
+            models.CheckConstraint(
+                condition=Q(address=Lower("address")), name="suppression_address_lower_case"
+            ),
+            models.CheckConstraint(
+                condition=Q(lifted_at__isnull=True) | ~Q(lift_reason=""),
+                name="suppression_lifted_with_a_reason",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.address} ({self.get_reason_display()})"
+
+    def save(self, *args, **kwargs):
+        self.address = normalize_address(self.address)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_active(self) -> bool:
+        return self.lifted_at is None

@@ -1,20 +1,29 @@
-"""Reads for nurturing: what a sequence will send and when, and who may see which rows."""
+"""Reads for nurturing: what a sequence will send and when, who may see which rows, and which
+addresses are suppressed."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, QuerySet, Subquery, prefetch_related_objects
 from django.template import TemplateSyntaxError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
+from crm.models import Lead
 from crm.selectors import can_see_all_leads
 from nurture import rendering, schedule
 from nurture.calendar import WorkingCalendar
-from nurture.models import Enrollment, MessageTemplate, OutboundMessage, Sequence
+from nurture.models import (
+    Enrollment,
+    MessageTemplate,
+    OutboundMessage,
+    Sequence,
+    Suppression,
+    normalize_address,
+)
 
 PLANNED = "planned"
 STEP_FORMAT = "D, j M, H:i"  # with the weekday: sends move around weekends and holidays
@@ -61,6 +70,37 @@ def messages_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
     if can_see_all_leads(user):
         return queryset
     return queryset.filter(enrollment__lead__responsible=user)
+
+
+def suppressions_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Supervisors see the whole suppression list; managers only the addresses of the leads
+    they are responsible for."""
+    queryset = Suppression.objects.all() if queryset is None else queryset
+    if can_see_all_leads(user):
+        return queryset
+    return queryset.filter(
+        address__in=Lead.objects.filter(responsible=user).exclude(email="").values("email")
+    )
+
+
+def active_suppression(address: str) -> Suppression | None:
+    """The suppression that keeps `address` from being emailed, if there is one."""
+    address = normalize_address(address)
+    return Suppression.objects.active().filter(address=address).first() if address else None
+
+
+def suppression_reason(address_field: str) -> Subquery:
+    """For a query's rows: why the address in `address_field` is suppressed (a
+    Suppression.Reason), or None. One lookup in the active suppressions' unique index per row,
+    inside the query itself."""
+    active = Suppression.objects.active().filter(address=OuterRef(address_field))
+    return Subquery(active.order_by().values("reason")[:1])  # one row at most: no sort
+
+
+def address_is_suppressed(address_field: str) -> Exists:
+    """For a query's rows: whether the address in `address_field` is suppressed (the same
+    index lookup as `suppression_reason`)."""
+    return Exists(Suppression.objects.active().filter(address=OuterRef(address_field)))
 
 
 def step_description(enrollment: Enrollment) -> str:

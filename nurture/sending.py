@@ -23,7 +23,7 @@ from django.utils.translation import gettext_noop
 from crm.bulk import update_each
 from crm.models import Activity, Lead, Notification
 from crm.services import new_activity
-from nurture import rendering
+from nurture import rendering, selectors
 from nurture.models import Enrollment, OutboundMessage
 from nurture.services import complete_if_last, halt, manager_notification, tell_manager
 from nurture.transport import PermanentError, TransientError, Transmission, transmit
@@ -32,12 +32,15 @@ logger = logging.getLogger(__name__)
 State = OutboundMessage.State
 
 
-def why_not_send(lead: Lead, enrollment: Enrollment) -> str:
-    """Empty when the enrollment's message may go out now; otherwise why not."""
+def why_not_send(lead: Lead, enrollment: Enrollment, *, address_suppressed: bool) -> str:
+    """Empty when the enrollment's message may go out now; otherwise why not.
+    `address_suppressed`: whether the address it goes to is on the suppression list."""
     if enrollment.state != Enrollment.State.ACTIVE:
         return f"enrollment {enrollment.state}"
     if lead.status_id != enrollment.sequence.enrolling_status_id:
         return "lead left the enrolling status"
+    if address_suppressed:
+        return "address is on the suppression list"
     if lead.do_not_email:
         return "lead is marked do-not-email"
     if not lead.email:
@@ -82,6 +85,7 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
             "sender__profile",
         )
         .prefetch_related("enrollment__sequence__templates")
+        .annotate(address_suppressed=selectors.address_is_suppressed("enrollment__lead__email"))
         .filter(pk__in=message_ids)
         .order_by("pk")
     }
@@ -95,7 +99,11 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
             outcomes[pk] = f"already {message.state}"
         elif message.state == State.RETRY and message.retry_at and message.retry_at > now:
             outcomes[pk] = "retry not due"
-        elif reason := why_not_send(message.enrollment.lead, message.enrollment):
+        elif reason := why_not_send(
+            message.enrollment.lead,
+            message.enrollment,
+            address_suppressed=message.address_suppressed,
+        ):
             _cancel(message, reason)
             outcomes[pk] = "cancelled"
         elif error := _render(message):
@@ -160,12 +168,16 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
     # waits here until these sends are recorded, or has already won and they do not go out.
     # Only what may have changed since the claim is read again: the lead's status and address,
     # the enrollment's state, the message's state (a reconciler may have found its lease
-    # expired); the rest of a `sending` message is ours alone.
+    # expired), whether the lead's address or the one the message goes to is suppressed; the
+    # rest of a `sending` message is ours alone. (A suppression that commits while this waits
+    # for a lead's lock also marks the lead do-not-email, which the locked row shows.)
     lead_rows = (
         Lead.objects.select_for_update()
         .filter(pk__in={m.enrollment.lead_id for m in claimed})
         .order_by("pk")
-        .values_list("pk", "status_id", "do_not_email", "email")
+        .values_list(
+            "pk", "status_id", "do_not_email", "email", selectors.address_is_suppressed("email")
+        )
     )
     leads = {pk: fresh for pk, *fresh in lead_rows}
     enrollments = dict(
@@ -174,26 +186,29 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
         .order_by("pk")
         .values_list("pk", "state")
     )
-    states = dict(
-        OutboundMessage.objects.select_for_update()
+    states = {
+        pk: (state, suppressed)
+        for pk, state, suppressed in OutboundMessage.objects.select_for_update()
         .filter(pk__in=[m.pk for m in claimed])
         .order_by("pk")
-        .values_list("pk", "state")
-    )
+        .values_list("pk", "state", selectors.address_is_suppressed("to_email"))
+    }
 
     outcomes = {}
     transmissions = []
     for message in claimed:
-        message.state = states.get(message.pk)
-        if message.state is None:
+        if message.pk not in states:
             outcomes[message.pk] = "missing"
             continue
+        message.state, recipient_suppressed = states[message.pk]
         enrollment, lead = message.enrollment, message.enrollment.lead
         enrollment.state = enrollments[enrollment.pk]
-        lead.status_id, lead.do_not_email, lead.email = leads[lead.pk]
+        lead.status_id, lead.do_not_email, lead.email, lead_suppressed = leads[lead.pk]
         if message.state != State.SENDING:
             outcomes[message.pk] = f"already {message.state}"
-        elif reason := why_not_send(lead, enrollment):
+        elif reason := why_not_send(
+            lead, enrollment, address_suppressed=recipient_suppressed or lead_suppressed
+        ):
             _cancel(message, reason)
             outcomes[message.pk] = "cancelled"
         else:

@@ -1,16 +1,23 @@
 """Writes on enrollments: a lead starts a sequence, stops it (halts) or completes it, and the
-manager hears about it. Dispatching is in `nurture.dispatch`, sending in `nurture.sending`."""
+manager hears about it; and the suppression list, whose addresses are not emailed again.
+Dispatching is in `nurture.dispatch`, sending in `nurture.sending`."""
 
+from collections import Counter, defaultdict
 from datetime import datetime
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext_noop
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop, override
 
-from crm.models import Activity, Lead, Notification, StatusChangeCause
-from crm.services import new_activity, new_notification, notify, record_activity
+from crm.models import Activity, Lead, Notification, StatusChangeCause, user_display_name
+from crm.selectors import can_see_all_leads
+from crm.services import new_activity, new_notification, notify
 from nurture import schedule
-from nurture.models import Enrollment, OutboundMessage, Sequence
+from nurture.models import Enrollment, OutboundMessage, Sequence, Suppression, normalize_address
 
 HaltReason = Enrollment.HaltReason
 
@@ -52,14 +59,20 @@ def halt(enrollments, reason: str, *, now: datetime | None = None) -> int:
     The enrollment rows are locked first, so a send that is checking them right now either
     finishes before this commits or sees the halt and does not go out.
     """
+    return len(_halt(enrollments, reason, now=now))
+
+
+def _halt(enrollments, reason: str, *, now: datetime | None = None) -> list[tuple[int, int]]:
+    """`halt`, returning the (enrollment, lead) ids it stopped."""
     now = now or timezone.now()
-    ids = list(
+    halted = list(
         enrollments.select_for_update()
         .filter(state=Enrollment.State.ACTIVE)
-        .values_list("pk", flat=True)
+        .values_list("pk", "lead_id")
     )
-    if not ids:
-        return 0
+    if not halted:
+        return []
+    ids = [pk for pk, _ in halted]
     Enrollment.objects.filter(pk__in=ids).update(
         state=Enrollment.State.HALTED, halt_reason=reason, next_send_at=None, ended_at=now
     )
@@ -67,7 +80,7 @@ def halt(enrollments, reason: str, *, now: datetime | None = None) -> int:
         enrollment_id__in=ids,
         state__in=[OutboundMessage.State.QUEUED, OutboundMessage.State.RETRY],
     ).update(state=OutboundMessage.State.CANCELLED, retry_at=None)
-    return len(ids)
+    return halted
 
 
 def halt_for_lead(lead_id: int, reason: str) -> int:
@@ -82,33 +95,183 @@ def halt_for_status_change(lead_id: int, old_code: str, reason: str) -> int:
     )
 
 
-@transaction.atomic
-def unsubscribe(lead) -> None:
-    """The lead asked for no more email: mark the address and stop every sequence."""
-    mark_address(lead, Lead.EmailStatus.UNSUBSCRIBED, HaltReason.UNSUBSCRIBE)
+# --- The suppression list: addresses that are not emailed again ------------------------------
+
+# What a suppression marks on the leads with its address (`Lead.email_status`).
+EMAIL_STATUS_FOR = {
+    Suppression.Reason.UNSUBSCRIBE: Lead.EmailStatus.UNSUBSCRIBED,
+    Suppression.Reason.BOUNCE: Lead.EmailStatus.BOUNCED,
+    Suppression.Reason.COMPLAINT: Lead.EmailStatus.COMPLAINED,
+}
 
 
-@transaction.atomic
-def mark_address(lead, email_status: str, reason: str, *, details: dict | None = None) -> int:
-    """The lead's address must not be emailed again (unsubscribed, bounced, complained):
-    mark it, stop the lead's sequences, note it on the timeline and tell the manager."""
-    Lead.objects.filter(pk=lead.pk).update(do_not_email=True, email_status=email_status)
-    lead.do_not_email, lead.email_status = True, email_status
-    halted = halt(Enrollment.objects.filter(lead_id=lead.pk), reason)
-    record_activity(
-        lead,
-        Activity.Kind.NOTE,
-        gettext_noop("Email address marked not to be emailed"),
-        payload={"email_status": email_status, "halted": halted, **(details or {})},
+def unsubscribe(message: OutboundMessage) -> Suppression | None:
+    """Somebody followed the unsubscribe link of `message`: the address it went to is not
+    emailed again. None (and nothing written) when that address is already suppressed."""
+    lead = message.enrollment.lead
+    return suppress_address(
+        message.to_email or lead.email,
+        Suppression.Reason.UNSUBSCRIBE,
+        details={"message": message.pk, "lead": lead.pk},
     )
-    if halted:
-        tell_manager(
+
+
+def mark_address(lead, email_status: str, reason: str, *, details: dict | None = None) -> int:
+    """The lead's address must not be emailed again (unsubscribed, bounced, complained): it is
+    suppressed for every lead that has it (see `suppress_address`). `reason` is the halt
+    reason (bounce, complaint or unsubscribe); `email_status` follows from it. Returns how many
+    enrollments stopped: none when the address was already suppressed."""
+    suppression = suppress_address(
+        lead.email, Suppression.Reason(reason), details={"lead": lead.pk, **(details or {})}
+    )
+    if suppression is not None:
+        lead.do_not_email, lead.email_status = True, EMAIL_STATUS_FOR[suppression.reason]
+    return suppression.halted if suppression is not None else 0
+
+
+@transaction.atomic
+def suppress_address(
+    address: str, reason: str, *, details: dict | None = None, now: datetime | None = None
+) -> Suppression | None:
+    """Nobody with `address` is emailed again: the address goes on the suppression list, and
+    every lead that has it is marked do-not-email with the reason's email status, its
+    nurturing stops with that reason, and a timeline entry says so; each of their managers is
+    told once. The dispatcher and the sender look the list up themselves, so a lead given the
+    address later, or whose do-not-email is unticked, is not emailed either.
+
+    Returns the new suppression (with `halted`: how many enrollments stopped); None, with
+    nothing written at all, when the address is empty or already suppressed (for this reason or
+    another: a replayed unsubscribe, a bounce reported twice, a complaint after an unsubscribe).
+    """
+    address, reason = normalize_address(address), Suppression.Reason(reason)
+    if not address or Suppression.objects.active().filter(address=address).exists():
+        return None
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            suppression = Suppression.objects.create(
+                address=address, reason=reason, details=details or {}, created_at=now
+            )
+    except IntegrityError:  # the same address, suppressed at this moment by another event
+        return None
+    # Lock order everywhere: lead, then enrollment, then message. Writing the lead rows is also
+    # what a send waiting for their locks reads again (its look at the list may predate this).
+    leads = list(
+        Lead.objects.select_for_update(of=("self",))
+        .select_related("responsible")
+        .filter(email=address)
+        .order_by("pk")
+    )
+    email_status = EMAIL_STATUS_FOR[reason]
+    Lead.objects.filter(pk__in=[lead.pk for lead in leads]).update(
+        do_not_email=True, email_status=email_status, updated_at=now
+    )
+    halted = _halt(Enrollment.objects.filter(lead__in=leads), HaltReason(reason), now=now)
+    suppression.halted = len(halted)
+    halted_per_lead = Counter(lead_id for _, lead_id in halted)
+    Activity.objects.bulk_create(
+        new_activity(
             lead,
-            gettext_noop("Nurturing of %(lead)s stopped: %(reason)s."),
-            lead=lead.display_name,
-            reason=HaltReason(reason).label,
+            Activity.Kind.NOTE,
+            gettext_noop("Email address marked not to be emailed"),
+            payload={
+                "suppression": suppression.pk,
+                "address": address,
+                "email_status": email_status,
+                "halted": halted_per_lead[lead.pk],
+                **suppression.details,
+            },
+            at=now,
         )
-    return halted
+        for lead in leads
+    )
+    _tell_each_manager(
+        leads,
+        gettext_noop("Emails to %(address)s stopped: %(reason)s (%(leads)s)."),
+        address=address,
+        reason=reason.label,
+    )
+    return suppression
+
+
+@transaction.atomic
+def lift_suppression(
+    suppression: Suppression, *, by, reason: str, now: datetime | None = None
+) -> bool:
+    """A supervisor lets the address be emailed again, saying why. Every lead with the address
+    gets a timeline entry and its email status cleared; its do-not-email stays as it is and
+    nobody is enrolled again: each lead's manager decides that. False when it was already
+    lifted (nothing written).
+
+    Raises PermissionDenied for anybody but a supervisor, ValidationError without a reason.
+    """
+    if not can_see_all_leads(by):
+        raise PermissionDenied
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError(_("Say why the address may be emailed again."), code="required")
+    now = now or timezone.now()
+    locked = Suppression.objects.select_for_update().get(pk=suppression.pk)
+    if locked.lifted_at is not None:
+        return False
+    leads = list(
+        Lead.objects.select_for_update(of=("self",))
+        .select_related("responsible")
+        .filter(email=locked.address)
+        .order_by("pk")
+    )
+    locked.lifted_at, locked.lifted_by, locked.lift_reason = now, by, reason
+    locked.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
+    suppression.lifted_at, suppression.lifted_by, suppression.lift_reason = now, by, reason
+    Lead.objects.filter(pk__in=[lead.pk for lead in leads]).update(email_status="", updated_at=now)
+    Activity.objects.bulk_create(
+        new_activity(
+            lead,
+            Activity.Kind.NOTE,
+            gettext_noop("Email address may be emailed again"),
+            actor=by,
+            payload={
+                "suppression": locked.pk,
+                "address": locked.address,
+                "suppressed_for": locked.reason,
+                "why": reason,
+                "do_not_email": lead.do_not_email,
+            },
+            at=now,
+        )
+        for lead in leads
+    )
+    _tell_each_manager(
+        leads,
+        gettext_noop(
+            "%(by)s lifted the suppression of %(address)s (%(why)s): untick “do not email” "
+            "on %(leads)s to email them again."
+        ),
+        address=locked.address,
+        by=user_display_name(by),
+        why=reason,
+    )
+    return True
+
+
+def _tell_each_manager(leads, message_template: str, /, **params) -> None:
+    """One notification per responsible manager, naming their leads among `leads`."""
+    with override(settings.LANGUAGE_CODE):  # a label among the params: the message's language
+        params = {name: str(value) for name, value in params.items()}
+    by_manager = defaultdict(list)
+    for lead in leads:
+        if lead.responsible_id is not None:
+            by_manager[lead.responsible_id].append(lead)
+    notifications = [
+        manager_notification(
+            own[0], message_template, leads=", ".join(lead.display_name for lead in own), **params
+        )
+        for own in by_manager.values()
+    ]
+    longest = Notification._meta.get_field("message").max_length
+    for notification in notifications:  # a long reason, or many leads with one address
+        notification.message = Truncator(notification.message).chars(longest)
+    Notification.objects.bulk_create(notifications)
 
 
 # Why nurturing stops when a status change had this cause; a person's change is a status change.

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from crm.selectors import leads_visible_to
-from telephony.calls import pbx, selectors, services, signatures, webhook
+from telephony.calls import pbx, selectors, services, shown, signatures, webhook
 from telephony.calls.events import WEBHOOK
 from telephony.calls.pbx_errors import PBXError
 
@@ -133,14 +133,16 @@ def click_to_call(request, lead_id):
     message = gettext("Calling %(number)s: pick up your phone when it rings.") % {
         "number": call.to_raw
     }
-    return _done(request, message, back, call=call)
+    return _done(request, message, back, call=shown.as_shown_to(request.user, call))
 
 
 @require_POST
 @logged_in
 def hangup(request, call_pk):
-    call = get_object_or_404(selectors.controllable_calls(request.user), pk=call_pk)
+    call = _visible_call(request, call_pk)
     back = _back(request, _call_page(call))
+    if not _controls(request.user, call):
+        return _refused(request, gettext("You may not control this call."), 403, back)
     try:
         pbx.hangup(call)
     except PBXError as error:
@@ -151,8 +153,10 @@ def hangup(request, call_pk):
 @require_POST
 @logged_in
 def transfer(request, call_pk):
-    call = get_object_or_404(selectors.controllable_calls(request.user), pk=call_pk)
+    call = _visible_call(request, call_pk)
     back = _back(request, _call_page(call))
+    if not _controls(request.user, call):
+        return _refused(request, gettext("You may not control this call."), 403, back)
     to = str(_data(request).get("to", ""))
     try:
         pbx.transfer(call, to)
@@ -183,20 +187,32 @@ def _invalid(error: webhook.InvalidEvent, *, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": str(error), "field": error.field}, status=status)
 
 
+def _visible_call(request, call_pk):
+    """The call if the user may see it (else 404), with what of it they may not: the lead of a
+    colleague's call they took, a colleague's extension (`telephony.calls.shown`)."""
+    calls = shown.with_hidden_details(request.user, selectors.calls_visible_to(request.user))
+    return get_object_or_404(calls, pk=call_pk)
+
+
+def _controls(user, call) -> bool:
+    """A call one may see is not always one one may hang up or transfer: that answers 403."""
+    return selectors.controllable_calls(user).filter(pk=call.pk).exists()
+
+
 def _call_json(call) -> dict:
     return {
         "id": call.pk,
         "call_id": call.call_id,
         "direction": call.direction,
         "state": call.state,
-        "lead": call.lead_id,
-        "extension": call.extension,
+        "lead": None if call.lead_hidden else call.lead_id,
+        "extension": "" if call.extension_hidden else call.extension,
         "number": call.lead_number,
     }
 
 
 def _call_page(call) -> str:
-    if call.lead_id:
+    if call.lead_id and not call.lead_hidden:
         return reverse("admin:crm_lead_change", args=[call.lead_id])
     return reverse("admin:index")
 

@@ -47,6 +47,14 @@ def _test_settings(settings):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with an empty cache: no rate-limit counts left by another test."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db, django_user_model):
     def make(username, group=None, *, extension="", **fields):

@@ -8,6 +8,7 @@ can).
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from crm.admin import HiddenIsNotFound
 from crm.models import user_display_name
 from crm.selectors import can_see_all_leads
 from telephony.calls import pbx
@@ -15,7 +16,7 @@ from telephony.models import AgentState
 
 
 @admin.register(AgentState)
-class AgentStateAdmin(admin.ModelAdmin):
+class AgentStateAdmin(HiddenIsNotFound, admin.ModelAdmin):
     list_display = ["manager", "extension", "state", "away", "changed_at"]
     list_filter = ["state", "away"]
     list_select_related = ["user__profile"]

@@ -10,17 +10,25 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import ReadOnlyInline
+from crm.admin import (
+    HiddenIsNotFound,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    UserFilter,
+    display_name_or_empty,
+)
+from crm.forms import VisibleChoiceField
 from crm.models import user_display_name
 from crm.phones import to_e164
 from crm.selectors import can_see_all_leads, leads_visible_to
 from telephony.calls import reports, selectors, services
+from telephony.calls.shown import whose, with_hidden_details
 from telephony.models import Call, CallEvent, RejectedPayload
 
 MAX_REPORT_DAYS = 366
@@ -31,19 +39,6 @@ def pretty_json(value) -> str:
         '<pre style="white-space: pre-wrap">{}</pre>',
         json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True),
     )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """For audit: everything shown, nothing added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Calls ----------------------------------------------------------------------------------
@@ -89,7 +84,7 @@ class ReportForm(forms.Form):
     date_to = forms.DateField(
         label=_("Last day"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
-    manager = forms.ModelChoiceField(
+    manager = VisibleChoiceField(
         queryset=None, required=False, label=_("Manager"), empty_label=_("all managers")
     )
 
@@ -116,14 +111,14 @@ class ReportForm(forms.Form):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "started_at",
         "direction",
         "from_raw",
         "to_raw",
-        "lead",
-        "agent",
+        "call_lead",
+        "manager",
         "state",
         "duration",
         "talk_time",
@@ -131,11 +126,11 @@ class CallAdmin(admin.ModelAdmin):
     list_filter = [
         "direction",
         "state",
-        ("agent", admin.RelatedOnlyFieldListFilter),
+        ("agent", UserFilter),
         "source",
         LeadFilter,
     ]
-    list_select_related = ["lead", "agent"]
+    list_select_related = ["lead__responsible__profile", "agent__profile"]
     search_fields = ["from_raw", "to_raw", "from_e164", "to_e164", "call_id"]
     search_help_text = _("A phone number in any format, or the PBX call id.")
     date_hierarchy = "started_at"
@@ -149,10 +144,10 @@ class CallAdmin(admin.ModelAdmin):
                     "from_raw",
                     "to_raw",
                     "line",
-                    "extension",
-                    "agent",
-                    "lead",
-                    "candidate_leads",
+                    "shown_extension",
+                    "manager",
+                    "call_lead",  # "lead" while it can be chosen (get_fieldsets)
+                    "possible_leads",
                 ]
             },
         ),
@@ -176,9 +171,9 @@ class CallAdmin(admin.ModelAdmin):
                     "source",
                     "call_id",
                     "hangup_cause",
-                    "transferred_to",
+                    "shown_transferred_to",
                     "recording",
-                    "activity",
+                    "timeline_entry",
                 ]
             },
         ),
@@ -186,7 +181,25 @@ class CallAdmin(admin.ModelAdmin):
     inlines = [CallEventInline]
 
     def get_queryset(self, request):
-        return selectors.calls_visible_to(request.user, super().get_queryset(request))
+        calls = selectors.calls_visible_to(request.user, super().get_queryset(request))
+        return with_hidden_details(request.user, calls)
+
+    def get_object(self, request, object_id, from_field=None):
+        """The call, with its possible leads split into those this user may see and the rest
+        (named only by whose they are)."""
+        call = super().get_object(request, object_id, from_field)
+        if call is not None:
+            candidates = call.candidate_leads.select_related("responsible__profile")
+            visible = set(leads_visible_to(request.user, candidates).values_list("pk", flat=True))
+            call.candidates_shown = [lead for lead in candidates if lead.pk in visible]
+            call.candidates_hidden = [lead for lead in candidates if lead.pk not in visible]
+        return call
+
+    def get_inlines(self, request, obj):
+        # The PBX's raw events may name the caller: not shown with a colleague's lead.
+        if obj is not None and obj.lead_hidden:
+            return []
+        return super().get_inlines(request, obj)
 
     def get_search_results(self, request, queryset, search_term):
         found, duplicates = super().get_search_results(request, queryset, search_term)
@@ -214,10 +227,24 @@ class CallAdmin(admin.ModelAdmin):
             return call.candidate_leads.none()
         return leads_visible_to(request.user, call.candidate_leads.all())
 
+    def get_fieldsets(self, request, obj=None):
+        if obj is None or not self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [
+            (title, {**options, "fields": [_editable(name) for name in options["fields"]]})
+            for title, options in self.fieldsets
+        ]
+
     def get_readonly_fields(self, request, obj=None):
-        editable = ["lead"] if obj is not None and self.has_change_permission(request, obj) else []
-        fields = [name for _, options in self.fieldsets for name in options["fields"]]
-        return [name for name in fields if name not in editable]
+        fields = [
+            name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
+        ]
+        return [name for name in fields if name != "lead"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "lead":
+            kwargs["form_class"] = VisibleChoiceField  # its choices are set in get_form
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -233,6 +260,40 @@ class CallAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """Only the lead is ever chosen here, through the service."""
         services.choose_lead(obj, form.cleaned_data["lead"])
+
+    @admin.display(description=_("lead"), ordering="lead")
+    def call_lead(self, call):
+        if call.lead is None:
+            return None
+        if call.lead_hidden:
+            return whose(call.lead)
+        url = reverse("admin:crm_lead_change", args=[call.lead_id])
+        return format_html('<a href="{}">{}</a>', url, call.lead)
+
+    @admin.display(description=_("possible leads"))
+    def possible_leads(self, call):
+        shown = [str(lead) for lead in call.candidates_shown]
+        others = sorted({whose(lead) for lead in call.candidates_hidden})
+        return "; ".join(shown + others) or None
+
+    @admin.display(description=_("manager"), ordering="agent__username")
+    def manager(self, call):
+        return display_name_or_empty(call.agent)
+
+    @admin.display(description=_("extension"))
+    def shown_extension(self, call):
+        return None if call.extension_hidden else call.extension or None
+
+    @admin.display(description=_("transferred to"))
+    def shown_transferred_to(self, call):
+        return None if call.transferred_to_hidden else call.transferred_to or None
+
+    @admin.display(description=_("timeline entry"))
+    def timeline_entry(self, call):
+        if call.activity_id is None or call.lead_hidden:
+            return None
+        url = reverse("admin:crm_activity_change", args=[call.activity_id])
+        return format_html('<a href="{}">{}</a>', url, call.activity)
 
     @admin.display(description=_("recording"))
     def recording(self, call):
@@ -293,11 +354,16 @@ class CallAdmin(admin.ModelAdmin):
         return response
 
 
+def _editable(name: str) -> str:
+    """A call's field as it is while its lead can be chosen: the lead is then a choice."""
+    return "lead" if name == "call_lead" else name
+
+
 # --- Events and rejected payloads, for audit ------------------------------------------------
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(ReadOnlyAdmin):
+class CallEventAdmin(HiddenIsNotFound, ReadOnlyAdmin):
     list_display = ["occurred_at", "type", "source", "event_id", "call", "received_at"]
     list_filter = ["type", "source"]
     list_select_related = ["call"]
@@ -310,7 +376,8 @@ class CallEventAdmin(ReadOnlyAdmin):
         queryset = super().get_queryset(request)
         if can_see_all_leads(request.user):
             return queryset
-        return queryset.filter(call__in=selectors.calls_visible_to(request.user))
+        calls = with_hidden_details(request.user, selectors.calls_visible_to(request.user))
+        return queryset.filter(call__in=calls.filter(lead_hidden=False).values("pk"))
 
     @admin.display(description=_("payload"))
     def data(self, event):

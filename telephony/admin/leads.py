@@ -5,10 +5,10 @@ from django.contrib import admin
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import ReadOnlyInline
+from crm.admin import ReadOnlyInline, display_name_or_empty
 from crm.lead_page import LeadPanel, lead_panels
-from crm.models import user_display_name
 from telephony.calls import pbx, selectors
+from telephony.calls.shown import with_hidden_details
 from telephony.models import Call
 
 
@@ -19,11 +19,11 @@ class CallInline(ReadOnlyInline, admin.TabularInline):
         "started_at",
         "direction",
         "state",
-        "agent",
-        "extension",
+        "manager",
+        "shown_extension",
         "duration",
         "talk_time",
-        "transferred_to",
+        "shown_transferred_to",
         "hangup_cause",
     ]
     readonly_fields = fields
@@ -32,7 +32,20 @@ class CallInline(ReadOnlyInline, admin.TabularInline):
     verbose_name_plural = _("calls")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("agent")
+        calls = super().get_queryset(request).select_related("agent__profile")
+        return with_hidden_details(request.user, calls)
+
+    @admin.display(description=_("manager"))
+    def manager(self, call):
+        return display_name_or_empty(call.agent)
+
+    @admin.display(description=_("extension"))
+    def shown_extension(self, call):
+        return None if call.extension_hidden else call.extension or None
+
+    @admin.display(description=_("transferred to"))
+    def shown_transferred_to(self, call):
+        return None if call.transferred_to_hidden else call.transferred_to or None
 
 
 @receiver(lead_panels, dispatch_uid="telephony.admin.lead_panel")
@@ -40,8 +53,12 @@ def calls_on_the_lead_page(sender, request, lead, **kwargs):
     if lead is None:
         return LeadPanel("telephony", order=20, admin_inlines=(CallInline,))
     live_calls = [
-        (call, user_display_name(call.agent) if call.agent else "")
-        for call in selectors.live_calls_of(lead)
+        (
+            call,
+            display_name_or_empty(call.agent) or "",
+            "" if call.extension_hidden else call.extension,
+        )
+        for call in with_hidden_details(request.user, selectors.live_calls_of(lead))
     ]
     return LeadPanel(
         "telephony",

@@ -15,6 +15,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from crm.admin import HiddenIsNotFound
+from crm.forms import VisibleChoiceField
 from crm.selectors import can_see_all_leads, leads_visible_to
 from telephony.mail import services as mail_services
 from telephony.models import InboundEmail
@@ -38,7 +40,7 @@ class MatchedFilter(admin.SimpleListFilter):
 class AttachForm(forms.Form):
     def __init__(self, *args, user, admin_site, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["lead"] = forms.ModelChoiceField(
+        self.fields["lead"] = VisibleChoiceField(
             queryset=leads_visible_to(user),
             label=_("lead"),
             widget=AutocompleteSelect(InboundEmail._meta.get_field("lead"), admin_site),
@@ -46,7 +48,7 @@ class AttachForm(forms.Form):
 
 
 @admin.register(InboundEmail)
-class InboundEmailAdmin(admin.ModelAdmin):
+class InboundEmailAdmin(HiddenIsNotFound, admin.ModelAdmin):
     list_display = ["received_at", "sender", "subject", "kind", "lead", "matched_by"]
     list_filter = ["kind", "matched_by", MatchedFilter, "source"]
     list_select_related = ["lead"]
@@ -130,11 +132,11 @@ class InboundEmailAdmin(admin.ModelAdmin):
 
     def attach_view(self, request, object_id):
         """The same form for one letter, from its page."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         inbound = self.get_object(request, unquote(object_id))
         if inbound is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         response = self._attach(request, self.get_queryset(request).filter(pk=inbound.pk))
         if response is None:
             info = self.opts.app_label, self.opts.model_name

@@ -35,7 +35,7 @@ class NoExtension(PBXError):
 
     def __init__(self, manager):
         super().__init__(
-            _("%(manager)s has no PBX extension: set one in their profile.")
+            _("%(manager)s has no PBX extension: a supervisor sets it in their profile.")
             % {"manager": user_display_name(manager)}
         )
 

@@ -13,6 +13,9 @@ is, stores it once and lets it take effect.
   keeping a message that could not be handled.
 - `imap`: polling an IMAP mailbox (`manage.py fetch_mail`).
 - `receivers`: the receiver of Anymail's inbound signal (`/anymail/<esp>/inbound/`).
+- `esp_webhooks`: the door in front of Anymail's webhooks (which ESPs answer, authentication,
+  bad bodies kept).
+- `checks`: what `manage.py check` says about them.
 
 `decoding`, `letters` and `bounces` only read messages: no models of their own, no database.
 """

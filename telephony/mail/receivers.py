@@ -1,4 +1,5 @@
-"""Incoming mail posted to Anymail's inbound webhooks (/anymail/<esp>/inbound/)."""
+"""Incoming mail posted to the ESPs' inbound webhooks (/anymail/<esp>/inbound/, through
+`telephony.mail.esp_webhooks`)."""
 
 import logging
 
@@ -6,7 +7,9 @@ from anymail.signals import inbound
 from django.core.exceptions import BadRequest
 from django.db import DatabaseError
 from django.dispatch import receiver
+from django.utils.translation import gettext
 
+from telephony.mail.esp_webhooks import source_of
 from telephony.mail.services import receive_email, reject
 
 logger = logging.getLogger(__name__)
@@ -14,10 +17,10 @@ logger = logging.getLogger(__name__)
 
 @receiver(inbound, dispatch_uid="telephony.inbound_email")
 def receive_inbound_email(sender, event, esp_name, **kwargs):
-    """Anymail has checked the webhook's secret and parsed the ESP's payload into a message.
+    """The webhook has authenticated the ESP's post and Anymail has read it into a message.
 
     A database error answers 500, so the ESP delivers the message again later; a message that
-    cannot be handled at all is kept for inspection and answered 400.
+    cannot be handled at all is kept for inspection (once per Message-ID) and answered 400.
     """
     source = f"anymail:{esp_name}"
     try:
@@ -27,8 +30,10 @@ def receive_inbound_email(sender, event, esp_name, **kwargs):
     except Exception as error:
         logger.exception("%s: an incoming message could not be handled", source)
         message_id = str(event.message.get("Message-ID") or "").strip()
-        reject(source, error, _raw(event.message), message_id=message_id)
-        raise BadRequest("the message could not be handled") from error
+        reject(source_of(esp_name, "inbound"), error, _raw(event.message), message_id=message_id)
+        raise BadRequest(
+            gettext("The message could not be handled; it is kept for inspection.")
+        ) from error
 
 
 def _raw(message) -> bytes:

@@ -147,8 +147,7 @@ def test_only_a_possible_lead_can_be_chosen(client, alice, shared_number, make_l
         reverse("admin:telephony_call_change", args=[call.pk]), {"lead": stranger.pk}
     )
 
-    assert response.status_code == 200
-    assert "Select a valid choice" in response.content.decode()
+    assert response.status_code == 404  # the page never offers it
     call.refresh_from_db()
     assert call.lead is None
 
@@ -254,7 +253,7 @@ def test_a_manager_gets_only_her_own_row_and_cannot_pick_bob(client, alice, bob,
     client.force_login(alice)
 
     html = page(client, REPORT, **MONDAY)
-    refused = page(client, REPORT, **MONDAY, manager=bob.pk)
+    refused = client.get(REPORT, {**MONDAY, "manager": bob.pk})
     csv_rows = list(
         csv.reader(
             io.StringIO(client.get(REPORT, {**MONDAY, "format": "csv"}).content.decode("utf-8-sig"))
@@ -262,7 +261,7 @@ def test_a_manager_gets_only_her_own_row_and_cannot_pick_bob(client, alice, bob,
     )
 
     assert "Alice Manager" in html and "Bob Manager" not in html
-    assert "Select a valid choice" in refused
+    assert refused.status_code == 404  # bob is not hers to choose: as if he did not exist
     assert [row[1] for row in csv_rows[1:]] == ["Alice Manager"]
 
 

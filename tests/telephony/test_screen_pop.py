@@ -319,4 +319,4 @@ def test_alice_sets_herself_away_in_the_admin_too_but_not_bob(client, alice, bob
 
     assert response.status_code == 302
     assert state_of(alice).state == AgentState.State.AWAY
-    assert bobs_page.status_code == 302  # to the admin index: "does not exist"
+    assert bobs_page.status_code == 404  # as if it did not exist
