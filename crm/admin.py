@@ -45,9 +45,10 @@ class UserFilter(admin.RelatedOnlyFieldListFilter):
         return [(user.pk, user_display_name(user)) for user in users]
 
 
-def display_name_or_empty(user) -> str | None:
-    """A user as everybody else sees them: their display name (None shows as empty)."""
-    return user_display_name(user) if user is not None else None
+def display_name_or_empty(user) -> str:
+    """A user as everybody else sees them: their display name, or the admin's "-" for nobody
+    (a readonly field on a change form would show a None as "None")."""
+    return user_display_name(user) if user is not None else "-"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
