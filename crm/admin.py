@@ -10,6 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from crm import lead_page, selectors, services
+from crm.erasure import erase_lead, erase_person
+from crm.export import download_export
 from crm.forms import MoveToStatusForm, NoteForm, VisibleChoiceField
 from crm.models import Activity, Lead, LeadStatus, Notification, Profile, user_display_name
 
@@ -153,8 +155,27 @@ class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
         ),
     ]
     inlines = [ActivityInline]
-    actions = ["move_to_status"]
+    actions = ["move_to_status", download_export, erase_person]
     change_form_template = "admin/crm/lead/change_form.html"
+
+    def delete_model(self, request, obj):
+        """Deleting a lead erases the person (crm.erasure): a plain delete would leave their
+        letters, calls and log entries behind."""
+        erase_lead(obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for lead in queryset:
+            erase_lead(lead, by=request.user)
+
+    def get_deleted_objects(self, objs, request):
+        """What goes is erase_lead's to decide (the outbox, calls and letters have no delete of
+        their own in the admin): only a supervisor may, which erase_lead checks."""
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed = set() if selectors.can_see_all_leads(request.user) else {"lead"}
+        return deleted, model_count, perms_needed, protected
+
+    def log_deletions(self, request, queryset):
+        """Nothing: erase_lead writes the audit entry, without the name Django's would carry."""
 
     def get_queryset(self, request):
         queryset = selectors.with_last_activity(super().get_queryset(request))

@@ -7,4 +7,6 @@ class NurtureConfig(AppConfig):
     verbose_name = _("Nurturing")
 
     def ready(self):
-        from nurture import receivers  # noqa: F401 - connects the signal receivers
+        # Connecting receivers: status changes and ESP events, and nurture's part of exporting
+        # and erasing what is held about a lead (crm.privacy).
+        from nurture import erasure, export, receivers  # noqa: F401

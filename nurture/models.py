@@ -1,3 +1,4 @@
+import hashlib
 from datetime import time
 
 from django.conf import settings
@@ -247,6 +248,11 @@ def normalize_address(address: str) -> str:
     return (address or "").strip().lower()
 
 
+def address_hash(address: str) -> str:
+    """What the suppression list keeps of an erased person's address: SHA-256 of it, normalised."""
+    return hashlib.sha256(normalize_address(address).encode()).hexdigest()
+
+
 class SuppressionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(lifted_at__isnull=True)
@@ -262,7 +268,12 @@ class Suppression(models.Model):
         BOUNCE = "bounce", _("hard bounce")
         COMPLAINT = "complaint", _("spam complaint")
 
-    address = models.EmailField(_("address"), max_length=254)
+    # None once the person is erased (nurture.erasure): then only address_hash is kept, and a
+    # lead given the address again writes it back.
+    address = models.EmailField(_("address"), max_length=254, null=True, blank=True)
+    address_hash = models.CharField(
+        _("address hash (SHA-256)"), max_length=64, blank=True, db_index=True, editable=False
+    )
     reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
     created_at = models.DateTimeField(_("suppressed at"), default=timezone.now)
     details = models.JSONField(_("what caused it"), default=dict, blank=True)
@@ -300,10 +311,12 @@ class Suppression(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.address} ({self.get_reason_display()})"
+        return f"{self.address or _('(erased)')} ({self.get_reason_display()})"
 
     def save(self, *args, **kwargs):
-        self.address = normalize_address(self.address)
+        if self.address is not None:
+            self.address = normalize_address(self.address)
+            self.address_hash = address_hash(self.address)
         super().save(*args, **kwargs)
 
     @property
