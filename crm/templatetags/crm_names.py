@@ -1,0 +1,13 @@
+"""How templates name people, the same way the code does (crm.models.user_display_name)."""
+
+from django import template
+
+from crm.models import user_display_name
+
+register = template.Library()
+
+
+@register.filter
+def display_name(user) -> str:
+    """`{{ user|display_name }}`: the user's display name; "-" for nobody."""
+    return user_display_name(user) if user is not None else "-"
