@@ -33,7 +33,12 @@ class LeadPanel:
 
 
 def panels_for(request, lead: Lead | None) -> list[LeadPanel]:
-    """The panels every app adds to `lead`'s page for this request, in order."""
-    responses = lead_panels.send(sender=Lead, request=request, lead=lead)
-    panels = [panel for _, panel in responses if panel is not None]
-    return sorted(panels, key=lambda panel: (panel.order, panel.name))
+    """The panels every app adds to `lead`'s page for this request, in order. Asked once per
+    request and lead: the admin wants them for its inlines several times per page."""
+    asked = request.__dict__.setdefault("_lead_panels", {})
+    key = lead.pk if lead is not None else None
+    if key not in asked:
+        responses = lead_panels.send(sender=Lead, request=request, lead=lead)
+        panels = [panel for _, panel in responses if panel is not None]
+        asked[key] = sorted(panels, key=lambda panel: (panel.order, panel.name))
+    return asked[key]
