@@ -13,7 +13,15 @@ from crm import lead_page, selectors, services
 from crm.erasure import erase_lead, erase_person
 from crm.export import download_export
 from crm.forms import MoveToStatusForm, NoteForm, VisibleChoiceField
-from crm.models import Activity, Lead, LeadStatus, Notification, Profile, user_display_name
+from crm.models import (
+    Activity,
+    Lead,
+    LeadStatus,
+    Notification,
+    Profile,
+    display_name_or_dash,
+    user_display_name,
+)
 
 
 @admin.register(LeadStatus)
@@ -45,12 +53,6 @@ class UserFilter(admin.RelatedOnlyFieldListFilter):
         else:
             users = users.filter(pk=request.user.pk)
         return [(user.pk, user_display_name(user)) for user in users]
-
-
-def display_name_or_empty(user) -> str:
-    """A user as everybody else sees them: their display name, or the admin's "-" for nobody
-    (a readonly field on a change form would show a None as "None")."""
-    return user_display_name(user) if user is not None else "-"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -113,7 +115,7 @@ class ActivityInline(ReadOnlyInline, admin.TabularInline):
 
     @admin.display(description=_("by"))
     def by(self, activity):
-        return display_name_or_empty(activity.actor)
+        return display_name_or_dash(activity.actor)
 
 
 @admin.register(Lead)
@@ -226,7 +228,7 @@ class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
 
     @admin.display(description=_("responsible"), ordering="responsible__username")
     def manager(self, lead):
-        return display_name_or_empty(lead.responsible)
+        return display_name_or_dash(lead.responsible)
 
     @admin.display(description=_("last activity"), ordering="last_activity_at")
     def last_activity(self, lead):
@@ -355,7 +357,7 @@ class ActivityAdmin(HiddenIsNotFound, admin.ModelAdmin):
 
     @admin.display(description=_("by"), ordering="actor__username")
     def by(self, activity):
-        return display_name_or_empty(activity.actor)
+        return display_name_or_dash(activity.actor)
 
 
 @admin.register(Notification)
@@ -386,7 +388,7 @@ class NotificationAdmin(HiddenIsNotFound, admin.ModelAdmin):
 
     @admin.display(description=_("user"), ordering="user__username")
     def recipient(self, notification):
-        return display_name_or_empty(notification.user)
+        return display_name_or_dash(notification.user)
 
     @admin.action(description=_("Mark as read"), permissions=["change"])
     def mark_read(self, request, queryset):

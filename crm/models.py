@@ -186,6 +186,12 @@ def user_display_name(user) -> str:
         return user.get_full_name() or user.get_username()
 
 
+def display_name_or_dash(user) -> str:
+    """A user as a page names them, or the admin's "-" for nobody (on a change form Django's
+    admin would show a None as "None")."""
+    return user_display_name(user) if user is not None else "-"
+
+
 class StatusChangeCause(models.TextChoices):
     """What made a lead's status change, apart from anybody's free-text reason."""
 

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from crm import admin as crm_admin
 from crm.forms import VisibleChoiceField
 from crm.lead_page import LeadPanel, lead_panels
-from crm.models import user_display_name
+from crm.models import display_name_or_dash, user_display_name
 from crm.selectors import can_see_all_leads, leads_visible_to
 from nurture import selectors, services
 from nurture.models import (
@@ -278,7 +278,7 @@ class OutboundMessageAdmin(crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin):
 
     @admin.display(description=_("sender"))
     def sent_by(self, message):
-        return crm_admin.display_name_or_empty(message.sender)
+        return display_name_or_dash(message.sender)
 
     @admin.display(description=_("plain-text body"))
     def text_body(self, message):

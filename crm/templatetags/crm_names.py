@@ -2,7 +2,7 @@
 
 from django import template
 
-from crm.models import user_display_name
+from crm.models import display_name_or_dash
 
 register = template.Library()
 
@@ -10,4 +10,4 @@ register = template.Library()
 @register.filter
 def display_name(user) -> str:
     """`{{ user|display_name }}`: the user's display name; "-" for nobody."""
-    return user_display_name(user) if user is not None else "-"
+    return display_name_or_dash(user)

@@ -21,10 +21,9 @@ from crm.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     UserFilter,
-    display_name_or_empty,
 )
 from crm.forms import VisibleChoiceField
-from crm.models import user_display_name
+from crm.models import display_name_or_dash, user_display_name
 from crm.phones import to_e164
 from crm.selectors import can_see_all_leads, leads_visible_to
 from telephony.calls import reports, selectors, services
@@ -264,7 +263,7 @@ class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
     @admin.display(description=_("lead"), ordering="lead")
     def call_lead(self, call):
         if call.lead is None:
-            return None
+            return self.get_empty_value_display()
         if call.lead_hidden:
             return whose(call.lead)
         url = reverse("admin:crm_lead_change", args=[call.lead_id])
@@ -274,24 +273,26 @@ class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
     def possible_leads(self, call):
         shown = [str(lead) for lead in call.candidates_shown]
         others = sorted({whose(lead) for lead in call.candidates_hidden})
-        return "; ".join(shown + others) or None
+        return "; ".join(shown + others) or self.get_empty_value_display()
 
     @admin.display(description=_("manager"), ordering="agent__username")
     def manager(self, call):
-        return display_name_or_empty(call.agent)
+        return display_name_or_dash(call.agent)
 
     @admin.display(description=_("extension"))
     def shown_extension(self, call):
-        return None if call.extension_hidden else call.extension or None
+        shown = "" if call.extension_hidden else call.extension
+        return shown or self.get_empty_value_display()
 
     @admin.display(description=_("transferred to"))
     def shown_transferred_to(self, call):
-        return None if call.transferred_to_hidden else call.transferred_to or None
+        shown = "" if call.transferred_to_hidden else call.transferred_to
+        return shown or self.get_empty_value_display()
 
     @admin.display(description=_("timeline entry"))
     def timeline_entry(self, call):
         if call.activity_id is None or call.lead_hidden:
-            return None
+            return self.get_empty_value_display()
         url = reverse("admin:crm_activity_change", args=[call.activity_id])
         return format_html('<a href="{}">{}</a>', url, call.activity)
 

@@ -5,8 +5,9 @@ from django.contrib import admin
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import ReadOnlyInline, display_name_or_empty
+from crm.admin import ReadOnlyInline
 from crm.lead_page import LeadPanel, lead_panels
+from crm.models import display_name_or_dash, user_display_name
 from telephony.calls import pbx, selectors
 from telephony.calls.shown import with_hidden_details
 from telephony.models import Call
@@ -37,15 +38,17 @@ class CallInline(ReadOnlyInline, admin.TabularInline):
 
     @admin.display(description=_("manager"))
     def manager(self, call):
-        return display_name_or_empty(call.agent)
+        return display_name_or_dash(call.agent)
 
     @admin.display(description=_("extension"))
     def shown_extension(self, call):
-        return None if call.extension_hidden else call.extension or None
+        shown = "" if call.extension_hidden else call.extension
+        return shown or self.get_empty_value_display()
 
     @admin.display(description=_("transferred to"))
     def shown_transferred_to(self, call):
-        return None if call.transferred_to_hidden else call.transferred_to or None
+        shown = "" if call.transferred_to_hidden else call.transferred_to
+        return shown or self.get_empty_value_display()
 
 
 @receiver(lead_panels, dispatch_uid="telephony.admin.lead_panel")
@@ -55,7 +58,7 @@ def calls_on_the_lead_page(sender, request, lead, **kwargs):
     live_calls = [
         (
             call,
-            display_name_or_empty(call.agent) or "",
+            user_display_name(call.agent) if call.agent else "",
             "" if call.extension_hidden else call.extension,
         )
         for call in with_hidden_details(request.user, selectors.live_calls_of(lead))
