@@ -30,3 +30,22 @@ def revoke_app_permissions(apps, app_label: str) -> None:
     permissions = Permission.objects.filter(content_type__app_label=app_label)
     for group in Group.objects.filter(name__in=["Managers", "Supervisors"]):
         group.permissions.remove(*permissions)
+
+
+def _manager_permissions(apps, app_label: str, codenames):
+    Permission = apps.get_model("auth", "Permission")
+    return Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
+
+
+def grant_manager_permissions(apps, app_label: str, codenames) -> None:
+    """Managers get these permissions of `app_label` too (Supervisors have all of them)."""
+    create_all_permissions(apps)
+    permissions = _manager_permissions(apps, app_label, codenames)
+    for managers in apps.get_model("auth", "Group").objects.filter(name="Managers"):
+        managers.permissions.add(*permissions)
+
+
+def revoke_manager_permissions(apps, app_label: str, codenames) -> None:
+    permissions = _manager_permissions(apps, app_label, codenames)
+    for managers in apps.get_model("auth", "Group").objects.filter(name="Managers"):
+        managers.permissions.remove(*permissions)

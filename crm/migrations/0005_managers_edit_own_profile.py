@@ -3,30 +3,17 @@ their own and leaves who they are and their extension to supervisors)."""
 
 from django.db import migrations
 
-from crm.group_permissions import create_all_permissions
+from crm.group_permissions import grant_manager_permissions, revoke_manager_permissions
 
 MANAGER_PERMISSIONS = ["change_profile"]
 
 
 def grant(apps, schema_editor):
-    create_all_permissions(apps)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    permissions = Permission.objects.filter(
-        content_type__app_label="crm", codename__in=MANAGER_PERMISSIONS
-    )
-    for managers in Group.objects.filter(name="Managers"):
-        managers.permissions.add(*permissions)
+    grant_manager_permissions(apps, "crm", MANAGER_PERMISSIONS)
 
 
 def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    permissions = Permission.objects.filter(
-        content_type__app_label="crm", codename__in=MANAGER_PERMISSIONS
-    )
-    for managers in Group.objects.filter(name="Managers"):
-        managers.permissions.remove(*permissions)
+    revoke_manager_permissions(apps, "crm", MANAGER_PERMISSIONS)
 
 
 class Migration(migrations.Migration):
