@@ -636,6 +636,24 @@ def measure_dispatch(results: Results, n: int, batch_size: int, args) -> None:
     print(f"(a) {len(created):,} messages dispatched and enqueued in {seconds:.1f}s")
 
 
+def open_sending_window() -> None:
+    """The sends below run at the real clock (a worker process cannot share the simulated one),
+    and an email goes only inside its sending window on a working day in the lead's time zone:
+    make the window the whole day, and yesterday, today and tomorrow working days."""
+    from django.utils import timezone
+
+    from nurture.models import CalendarDay, Sequence
+
+    Sequence.objects.filter(name=SEQUENCE_NAME).update(
+        window_start=datetime.min.time(), window_end=datetime.max.time()
+    )
+    today = timezone.localdate()
+    for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
+        CalendarDay.objects.update_or_create(
+            date=day, defaults={"kind": CalendarDay.Kind.WORKING_DAY, "note": "benchmark"}
+        )
+
+
 def measure_sends(results: Results, args) -> None:
     """(b) Sends in this process (once per number of connections asked for), then through one
     Celery worker, to an SMTP sink process."""
@@ -644,6 +662,7 @@ def measure_sends(results: Results, args) -> None:
     from nurture.models import OutboundMessage
 
     widths = [int(width) for width in args.send_connections.split(",")]
+    open_sending_window()
     sink = SinkProcess()
     try:
         point_email_at(sink.port)

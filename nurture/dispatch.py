@@ -10,6 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import (
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from crm.bulk import insert_rows, update_rows
@@ -17,6 +27,8 @@ from nurture import schedule, selectors
 from nurture.mailbox_caps import MailboxUsage, apply_mailbox_caps
 from nurture.models import Enrollment, OutboundMessage, Sequence
 from nurture.services import HaltReason, halt
+
+State = OutboundMessage.State
 
 # A batch of 5000 holds its rows' locks for under a second and dispatched a backlog about half
 # again as fast as batches of 1000 (benchmarks/nurture.py).
@@ -55,6 +67,31 @@ def _due(now: datetime):
     return Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_send_at__lte=now)
 
 
+def _previous_went(now: datetime) -> Subquery:
+    """For the claimed enrollments: when their previous message went, if it went late (more than
+    LATE_GRACE after it was dispatched: the workers were down, its retries waited for the
+    window) or has not gone yet (then at the earliest `now`, or its retry time); else None.
+    One lookup in the unique (enrollment, number) index per row, inside the claim."""
+    pending = [State.QUEUED, State.SENDING, State.RETRY]
+    went = Case(
+        When(
+            state=State.SENT,
+            sent_at__gt=ExpressionWrapper(
+                F("scheduled_for") + schedule.LATE_GRACE, output_field=DateTimeField()
+            ),
+            then=F("sent_at"),
+        ),
+        When(state=State.RETRY, retry_at__gt=now, then=F("retry_at")),
+        When(state__in=pending, then=Value(now)),
+        default=None,
+        output_field=DateTimeField(),
+    )
+    previous = OutboundMessage.objects.filter(
+        enrollment=OuterRef("pk"), number=OuterRef("sent_count")
+    )
+    return Subquery(previous.order_by().annotate(went=went).values("went")[:1])
+
+
 @dataclass(slots=True)
 class _Due:
     """A claimed enrollment: only what dispatching reads and writes, without model instances."""
@@ -88,6 +125,7 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
             "lead__time_zone",
             # An index lookup per row inside this one query: why the address is suppressed.
             selectors.suppression_reason("lead__email"),
+            _previous_went(now),
         )[:batch_size]
     )
     if not claimed:
@@ -96,7 +134,7 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
     planner = schedule.Planner(schedule.company_calendar())
 
     stopped = defaultdict(list)
-    sendable = []
+    sendable, waiting = [], []
     for row in claimed:
         (
             pk,
@@ -109,6 +147,7 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
             sender,
             zone,
             suppressed_for,
+            previous_went,
         ) = row
         sequence = sequences[sequence_id]
         if status_id != sequence.enrolling_status_id:
@@ -119,16 +158,19 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
         elif do_not_email or not email:
             stopped[HaltReason.UNSUBSCRIBE].append(pk)
         else:
-            sendable.append(_Due(pk, sequence, sent_count, planned, sender, email, zone))
+            due = _Due(pk, sequence, sent_count, planned, sender, email, zone)
+            if wait := _wait(due, previous_went, now, planner):
+                due.next_send_at = wait
+                waiting.append(due)
+            else:
+                sendable.append(due)
     for reason, ids in stopped.items():
         halt(Enrollment.objects.filter(pk__in=ids), reason, now=now)
 
     allowed, held_back = apply_mailbox_caps(sendable, now, usage)
-    for due, day_full in held_back:
-        due.next_send_at = planner.next_free_slot(
-            due.sequence, due.time_zone, now, day_full=day_full
-        )
-    _save_next_send_at([due for due, _ in held_back])
+    for due, room in held_back:
+        due.next_send_at = planner.first_allowed(due.sequence, due.time_zone, room)
+    _save_next_send_at(waiting + [due for due, _ in held_back])
 
     for due in allowed:
         due.sent_count += 1
@@ -149,6 +191,20 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
     )
     _save_next_send_at(allowed, advance=True)
     return len(claimed), ids
+
+
+def _wait(
+    due: _Due, previous_went: datetime | None, now: datetime, planner: schedule.Planner
+) -> datetime | None:
+    """None if `due` may be sent now; else when to look at it again. A send goes only inside its
+    window, on a working day, in its lead's time zone (after an outage the backlog waits for the
+    window to open), and a whole interval after the previous email actually went."""
+    wait = planner.held_until(due.sequence, due.time_zone, due.next_send_at, now)
+    if previous_went is not None:
+        earliest = planner.plan_from(due.sequence, due.time_zone, previous_went)
+        if earliest > now:
+            wait = max(wait or earliest, earliest)
+    return wait
 
 
 def _save_next_send_at(dues: list[_Due], *, advance: bool = False) -> None:

@@ -1,9 +1,15 @@
 """Each manager's mailbox caps (emails per minute and per day): which due sends may go now, and
-which wait for the next free slot."""
+when each of the others finds room.
+
+A backlog (after an outage, every send that was due at once) is spread rather than blasted: the
+sends a mailbox cannot take this minute are given the following minutes, per_minute to a minute,
+as long as the day's cap has room, and the rest the next day. Each later tick then finds only
+about what it may send. The system's own address (leads without a manager) has the default caps.
+"""
 
 import time as clock
-from collections import Counter
-from datetime import datetime
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q
@@ -28,8 +34,11 @@ class MailboxUsage:
         self.now = now
         self.day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
         self.minute_start = now.replace(second=0, microsecond=0)
-        self.limits: dict[int, MailboxLimit] = {}
-        self.used: dict[int, dict[str, int]] = {}
+        self.limits: dict[int | None, MailboxLimit] = {}
+        self.used: dict[int | None, dict[str, int]] = {}
+        # Sends given a later minute of today in this run, per sender: kept across recounts, as
+        # they are in no count until they are dispatched.
+        self.spread: dict[int | None, int] = defaultdict(int)
         self.counted_at = 0.0
 
     def prepare(self, wanted: Counter) -> None:
@@ -42,7 +51,7 @@ class MailboxUsage:
         if stale:
             self._count(stale)
 
-    def _may_hold_back(self, sender: int, count: int) -> bool:
+    def _may_hold_back(self, sender: int | None, count: int) -> bool:
         if sender not in self.used:
             return True
         limit, used = self.limits[sender], self.used[sender]
@@ -50,14 +59,17 @@ class MailboxUsage:
             used["today"] + count > limit.per_day or used["this_minute"] + count > limit.per_minute
         )
 
-    def _count(self, senders: set[int]) -> None:
+    def _count(self, senders: set[int | None]) -> None:
         limits = {
             limit.user_id: limit for limit in MailboxLimit.objects.filter(user_id__in=senders)
         }
+        whose = Q(sender_id__in=senders - {None})
+        if None in senders:
+            whose |= Q(sender_id=None)
         used = {
             row["sender_id"]: {"today": row["today"], "this_minute": row["this_minute"]}
             for row in OutboundMessage.objects.filter(
-                sender_id__in=senders,
+                whose,
                 scheduled_for__gte=self.day_start,
                 scheduled_for__lte=self.now,
             )
@@ -74,29 +86,34 @@ class MailboxUsage:
             )
             self.used[sender] = used.get(sender, {"today": 0, "this_minute": 0})
 
-
-def apply_mailbox_caps(enrollments, now: datetime, usage: MailboxUsage | None = None):
-    """Split `enrollments` (anything with a `sender_id`) into those their manager's mailbox may
-    send now and those held back (with whether the daily cap, rather than the per-minute one,
-    is what is full). `usage` carries the counts from batch to batch of one dispatch run."""
-    wanted = Counter(e.sender_id for e in enrollments if e.sender_id)
-    if not wanted:
-        return enrollments, []
-    usage = usage or MailboxUsage(now)
-    usage.prepare(wanted)
-    allowed, held_back = [], []
-    for enrollment in enrollments:
-        sender = enrollment.sender_id
-        if sender is None:
-            allowed.append(enrollment)
-            continue
-        limit, counts = usage.limits[sender], usage.used[sender]
-        if counts["today"] >= limit.per_day:
-            held_back.append((enrollment, True))
-        elif counts["this_minute"] >= limit.per_minute:
-            held_back.append((enrollment, False))
-        else:
+    def room(self, sender: int | None) -> datetime | None:
+        """None if `sender`'s mailbox may send one more now (and counts it), else the earliest
+        moment it has room for one: a later minute of today, spread, or the next day."""
+        limit, counts = self.limits[sender], self.used[sender]
+        if counts["today"] < limit.per_day and counts["this_minute"] < limit.per_minute:
             counts["today"] += 1
             counts["this_minute"] += 1
+            return None
+        spread = self.spread[sender]
+        if counts["today"] + spread >= limit.per_day or not limit.per_minute:
+            return self.day_start + timedelta(days=1)  # local midnight: same wall clock, +1 day
+        self.spread[sender] += 1
+        return self.minute_start + timedelta(minutes=1 + spread // limit.per_minute)
+
+
+def apply_mailbox_caps(enrollments, now: datetime, usage: MailboxUsage | None = None):
+    """Split `enrollments` (anything with a `sender_id`; None is the system's own address) into
+    those their mailbox may send now and those held back, each with the earliest moment its
+    mailbox has room (to be fitted into the sending window). `usage` carries the counts from
+    batch to batch of one dispatch run."""
+    if not enrollments:
+        return enrollments, []
+    usage = usage or MailboxUsage(now)
+    usage.prepare(Counter(e.sender_id for e in enrollments))
+    allowed, held_back = [], []
+    for enrollment in enrollments:
+        if (room := usage.room(enrollment.sender_id)) is None:
             allowed.append(enrollment)
+        else:
+            held_back.append((enrollment, room))
     return allowed, held_back

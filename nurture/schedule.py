@@ -4,14 +4,18 @@ import zoneinfo
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
 from nurture.calendar import Shift, WorkingCalendar, get_calendar
-from nurture.models import CalendarDay, Sequence
+from nurture.models import CalendarDay, OutboundMessage, Sequence
 
 # A send dispatched later than this after its planned moment (the system was down, a mailbox
 # cap held it back) starts the next interval from when it really went, so sends never bunch up.
 LATE_GRACE = timedelta(minutes=15)
+
+# A send this soon after its planned moment is on time, even if the window closed in between:
+# beat ticks once a minute, and a worker takes a moment to get to a message. Later than that (the
+# system was down), it goes only when the window is open again.
+ON_TIME = timedelta(minutes=2)
 
 
 def company_calendar() -> WorkingCalendar:
@@ -61,42 +65,61 @@ def next_base(planned: datetime, now: datetime) -> datetime:
     return planned if now - planned <= LATE_GRACE else now
 
 
-def _free_moment(now: datetime, day_full: bool) -> datetime:
-    if day_full:
-        local = timezone.localtime(now)
-        return local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+def retry_time(message, earliest: datetime) -> datetime:
+    """When `message` (an OutboundMessage that failed for now) is tried again: the first moment
+    at or after `earliest` (now plus its backoff) inside its sequence's window, on a working
+    day, in its lead's time zone."""
+    enrollment = message.enrollment
+    return Planner().first_allowed(enrollment.sequence, enrollment.lead.time_zone, earliest)
+
+
+def message_held_until(message, now: datetime, planner: "Planner") -> datetime | None:
+    """For the worker about to send `message`: None if it may go at `now`, else the first
+    moment it may. Its task came late when the workers or the broker were down: it waits for
+    the window instead of going out at night."""
+    planned = message.scheduled_for
+    if message.state == OutboundMessage.State.RETRY and message.retry_at:
+        planned = message.retry_at
+    enrollment = message.enrollment
+    return planner.held_until(enrollment.sequence, enrollment.lead.time_zone, planned, now)
 
 
 class Planner:
-    """`next_send`, and the next free slot for a send a mailbox cap held back, for many
-    enrollments at once, memoised.
+    """`next_send`, and the first moment a send may go, for many enrollments at once, memoised.
 
     The dispatcher asks for thousands of rows in a batch, and most share their sequence, time
     zone and base moment (everything due since the last tick, or held back, counts from `now`),
     so the calendar works once per distinct combination. It remembers `plan_from`'s answers, so
     they are `next_send`'s; a lead is given by its `time_zone` field. Use one per batch: it
-    keeps the calendar it was given and never forgets an answer.
+    keeps the calendar it was given (without one, it reads the company's when first needed)
+    and never forgets an answer.
     """
 
-    def __init__(self, calendar: WorkingCalendar):
-        self.calendar = calendar
+    def __init__(self, calendar: WorkingCalendar | None = None):
+        self._calendar = calendar
         self._answers: dict[tuple, datetime] = {}
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        if self._calendar is None:
+            self._calendar = company_calendar()
+        return self._calendar
 
     def next_send(
         self, sequence: Sequence, time_zone: str, planned: datetime, now: datetime
     ) -> datetime:
-        base = next_base(planned, now)
+        return self.plan_from(sequence, time_zone, next_base(planned, now))
+
+    def plan_from(self, sequence: Sequence, time_zone: str, base: datetime) -> datetime:
         key = ("send", *_plan_key(sequence), time_zone, base)
         if (answer := self._answers.get(key)) is None:
             answer, _ = plan_from(sequence, time_zone, base, self.calendar)
             self._answers[key] = answer
         return answer
 
-    def next_free_slot(
-        self, sequence: Sequence, time_zone: str, now: datetime, *, day_full: bool
-    ) -> datetime:
-        moment = _free_moment(now, day_full)
+    def first_allowed(self, sequence: Sequence, time_zone: str, moment: datetime) -> datetime:
+        """The first moment at or after `moment` inside `sequence`'s window on a working day,
+        in the time zone named `time_zone`."""
         key = ("slot", *_plan_key(sequence), time_zone, moment)
         if (answer := self._answers.get(key)) is None:
             answer, _ = self.calendar.fit_into_window(
@@ -104,6 +127,23 @@ class Planner:
             )
             self._answers[key] = answer
         return answer
+
+    def held_until(
+        self, sequence: Sequence, time_zone: str, planned: datetime, now: datetime
+    ) -> datetime | None:
+        """None if a send planned at `planned` may go at `now`, else the first moment it may:
+        inside the window on a working day, or up to ON_TIME after the window closed when it
+        is no more than ON_TIME late."""
+        allowed = self.first_allowed(sequence, time_zone, now)
+        if allowed == now:
+            return None
+        a_tick_ago = now - ON_TIME
+        if (
+            now - planned <= ON_TIME
+            and self.first_allowed(sequence, time_zone, a_tick_ago) == a_tick_ago
+        ):
+            return None
+        return allowed
 
 
 def _plan_key(sequence: Sequence) -> tuple:

@@ -7,26 +7,33 @@ connection (or NURTURE_SEND_CONNECTIONS of them at once), and the outcomes are r
 before the locks go. A stop (status change, halt) that commits first is seen and nothing goes
 out; one that comes later waits for the batch. A batch keeps its locks at most about
 DELIVERY_SECONDS plus one send: the rest of it is delivered in the next transaction.
+
+Locks die with the database session that holds them, so before each email is committed to the
+server (`_Fence`) the session is asked whether it is still there; every acceptance is written
+to the worker's journal (`nurture.journal`) before it is written to the database.
 """
 
 import logging
+import select
+import threading
 import time as clock
 from datetime import timedelta
 from email.utils import make_msgid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import Error as DatabaseError
+from django.db import connection, transaction
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from crm.bulk import update_each
 from crm.models import Activity, Lead, Notification
-from crm.services import new_activity
-from nurture import rendering, selectors
+from crm.services import add_activities, new_activity
+from nurture import journal, rendering, schedule, selectors
 from nurture.models import Enrollment, OutboundMessage
 from nurture.services import complete_if_last, halt, manager_notification, tell_manager
-from nurture.transport import PermanentError, TransientError, Transmission, transmit
+from nurture.transport import LocksLost, PermanentError, TransientError, Transmission, transmit
 
 logger = logging.getLogger(__name__)
 State = OutboundMessage.State
@@ -61,19 +68,44 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
 
     Safe to call twice or concurrently for the same messages: only the call that moves a row
     from queued (or due retry) to sending goes on with it.
+
+    When the database fails (LocksLost is one way), the journal says which of the claimed
+    messages the server accepted and which it never got, and the error goes up: the caller
+    retries once the journal is replayed (`nurture.outbox.replay_journals`).
     """
-    outcomes, claimed = _claim(message_ids)
-    while claimed:
-        delivered = _deliver(claimed)
-        outcomes.update(delivered)
-        claimed = [message for message in claimed if message.pk not in delivered]
+    claims = []
+    own = journal.current()
+    own.doubtful.clear()
+    try:
+        outcomes, claimed = _claim(message_ids, claims)
+        own.claimed(claims)
+        while claimed:
+            delivered = _deliver(claimed)
+            # Committed: the database now holds everything the journal says.
+            own.clear()
+            outcomes.update(delivered)
+            claimed = [message for message in claimed if message.pk not in delivered]
+            own.claimed([claim for claim in claims if claim[0] in {m.pk for m in claimed}])
+    except (DatabaseError, LocksLost):
+        # Whether or not the last commit happened, these never reached the server; a replay
+        # gives each back only if it is still in this very claim (same attempt, same lease).
+        own.unsent([c for c in claims if c[0] not in own.accepted and c[0] not in own.doubtful])
+        own.sync()
+        raise
     return outcomes
 
 
-@transaction.atomic
-def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage]]:
+def _claim(
+    message_ids: list[int], claims: list[tuple[int, int, str]] | None = None
+) -> tuple[dict[int, str], list[OutboundMessage]]:
     """Render each message that may go and move it to `sending` with a lease; return what
-    happened to each, and the claimed messages."""
+    happened to each, and the claimed messages. `claims` gets (pk, attempts, lease) of each
+    claimed message, even when the commit fails."""
+    with transaction.atomic():
+        return _claim_in_transaction(message_ids, [] if claims is None else claims)
+
+
+def _claim_in_transaction(message_ids, claims):
     now = timezone.now()
     message_ids = list(dict.fromkeys(message_ids))  # each once, in the order given
     messages = {
@@ -90,6 +122,7 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
         .order_by("pk")
     }
     lease_expires_at = now + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS)
+    planner = schedule.Planner()  # whether the window is open, once per sequence and time zone
     outcomes, claimed = {}, []
     for pk in message_ids:
         message = messages.get(pk)
@@ -106,6 +139,11 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
         ):
             _cancel(message, reason)
             outcomes[pk] = "cancelled"
+        elif later := schedule.message_held_until(message, now, planner):
+            # Its task came late (workers or broker down): it waits for the window, as a retry.
+            message.state, message.retry_at = State.RETRY, later
+            message.save(update_fields=["state", "retry_at"])
+            outcomes[pk] = "postponed"
         elif error := _render(message):
             _fail(message, f"template error: {error}")
             outcomes[pk] = "failed"
@@ -119,6 +157,7 @@ def _claim(message_ids: list[int]) -> tuple[dict[int, str], list[OutboundMessage
             message.retry_at = None
             message.lease_expires_at = lease_expires_at
             claimed.append(message)
+            claims.append((message.pk, message.attempts, lease_expires_at.isoformat()))
             outcomes[pk] = "claimed"
     update_each(claimed, CLAIMED_FIELDS)
     return outcomes, claimed
@@ -217,7 +256,27 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             )
             transmissions.append(Transmission(message, email))
 
-    server_down = transmit(transmissions, deadline=clock.monotonic() + DELIVERY_SECONDS)
+    own_journal = journal.current()
+
+    def accepted(transmission: Transmission) -> None:
+        message = transmission.message
+        own_journal.sent(
+            message.pk,
+            message.message_id,
+            _provider_message_id(transmission),
+            transmission.accepted_at.isoformat(),
+        )
+
+    fence = _Fence()
+    server_down = transmit(
+        transmissions,
+        deadline=clock.monotonic() + DELIVERY_SECONDS,
+        fence=fence,
+        on_trying=lambda transmission: own_journal.trying(transmission.message.pk),
+        on_accepted=accepted,
+    )
+    if fence.lost:
+        raise LocksLost(fence.lost)
     sent = []
     for transmission in transmissions:
         message = transmission.message
@@ -231,8 +290,86 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             sent.append(message)
         else:
             outcomes[message.pk] = _settle_error(message, transmission.error)
+            if outcomes[message.pk] == "error":
+                own_journal.doubtful.add(message.pk)  # may have gone: never given back
     _record_sent(sent)
+    if sent:
+        own_journal.sync()  # on disk before the commit that makes it unneeded can fail
     return outcomes
+
+
+class _Fence:
+    """Makes sure, just before each email is committed to the server, that the delivering
+    transaction's database session is still there (and so still holds its locks).
+
+    Why that is enough: a halt or a status change must take the lead's lock, which this
+    session holds from its first SELECT … FOR UPDATE until it ends; so the halt cannot commit
+    before the session is gone. The check is made after the whole message has been handed to
+    the SMTP server and before the final "." that makes the server take it (`transport`): the
+    last possible moment. Two ways to check, with the same guarantee:
+
+    - a round trip (SELECT 1): a session that answers inside this transaction is alive, and
+      its transaction not aborted, when PostgreSQL answers;
+    - a look at the session's socket, without a round trip: PostgreSQL tells a client whose
+      session it ends (pg_terminate_backend, a fast or immediate shutdown, a timeout) with an
+      error message, or closes the connection, before the session's locks are released; so
+      while nothing has arrived on the socket, the locks are held, or were released at most
+      one network latency ago.
+
+    Either way the only email that can still follow a committed halt is one whose "." was
+    written within about one network latency plus a few microseconds of the halt's commit,
+    after the session was ended in that same instant: on loopback a fraction of a
+    millisecond, which the drills (benchmarks/drills.py) have never hit. Looking at the socket
+    costs microseconds where a round trip cost about 1.7 ms an email on a busy machine, so it
+    is used before each email, with a round trip every ROUND_TRIP_SECONDS as well: a database
+    machine that died outright sends nothing, and only a round trip notices it (a machine
+    cannot die and come back with the halt committed within that time). Without a socket to
+    look at (SQLite, other drivers) every check is a round trip. With an ESP's HTTP API there
+    is no "." to hold back: the check comes just before the request, and the request's own
+    duration is the window.
+
+    One lock serialises the checks, since sending threads share the session."""
+
+    ROUND_TRIP_SECONDS = 0.25
+
+    def __init__(self):
+        connection.ensure_connection()
+        self.session = connection.connection  # the DB-API connection of this transaction
+        pgconn = getattr(self.session, "pgconn", None)  # psycopg 3
+        self.socket = pgconn.socket if pgconn is not None else None
+        self.confirmed_at = clock.monotonic()  # the lock queries were just answered
+        self.lock = threading.Lock()
+        self.lost = ""
+
+    def __call__(self) -> None:
+        with self.lock:
+            if not self.lost:
+                try:
+                    if self.socket is not None and (
+                        clock.monotonic() - self.confirmed_at < self.ROUND_TRIP_SECONDS
+                    ):
+                        if select.select([self.socket], [], [], 0)[0]:
+                            # An idle session in a transaction gets nothing unasked: this is
+                            # its end (or, harmlessly, something that makes us stop anyway).
+                            raise LocksLost("the database sent something unasked")
+                    else:
+                        self._round_trip()
+                except Exception as error:  # noqa: BLE001 - the driver's own error, any kind
+                    self.lost = f"the database session was lost: {error}"
+            if self.lost:
+                raise LocksLost(self.lost)
+
+    def _round_trip(self) -> None:
+        cursor = self.session.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+        cursor.close()
+        self.confirmed_at = clock.monotonic()
+
+
+def _provider_message_id(transmission: Transmission) -> str:
+    status = getattr(transmission.email, "anymail_status", None)
+    return (status.message_id if status else None) or transmission.message.message_id
 
 
 def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
@@ -240,8 +377,7 @@ def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
     message.sent_at = transmission.accepted_at
     message.lease_expires_at = None
     message.error = ""
-    status = getattr(transmission.email, "anymail_status", None)
-    message.provider_message_id = (status.message_id if status else None) or message.message_id
+    message.provider_message_id = _provider_message_id(transmission)
 
 
 def _settle_error(message: OutboundMessage, outcome: Exception) -> str:
@@ -261,6 +397,12 @@ def _settle_error(message: OutboundMessage, outcome: Exception) -> str:
 
 
 SENT_FIELDS = ["state", "sent_at", "lease_expires_at", "error", "provider_message_id"]
+
+
+def record_sent(messages: list[OutboundMessage]) -> None:
+    """Record messages the server accepted (each with state, sent_at and provider id set), as
+    a delivery does; for the journal's replay."""
+    _record_sent(messages)
 
 
 def _record_sent(messages: list[OutboundMessage]) -> None:
@@ -296,7 +438,7 @@ def _record_sent(messages: list[OutboundMessage]) -> None:
                 lead=lead.display_name,
             )
         )
-    Activity.objects.bulk_create(activities)
+    add_activities(activities)
     Notification.objects.bulk_create([n for n in notifications if n is not None])
     complete_if_last(messages)
 
@@ -330,7 +472,7 @@ def _retry_or_fail(message: OutboundMessage, error: str) -> str:
         return "failed"
     backoff = timedelta(minutes=4 ** (message.attempts - 1))  # 1, 4, 16, 64 minutes
     message.state = State.RETRY
-    message.retry_at = timezone.now() + backoff
+    message.retry_at = schedule.retry_time(message, timezone.now() + backoff)
     message.error = error
     message.lease_expires_at = None
     message.save()

@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -44,10 +45,14 @@ def sent_email(nurtured_lead, settings, django_capture_on_commit_callbacks):
         app.conf.task_always_eager = True
         try:
             due = nurtured_lead.enrollments.get().next_send_at
+            # Sent when it is due (inside the sending window), not at whatever hour the test runs.
+            travel = time_machine.travel(due, tick=False)
+            travel.start()
             with django_capture_on_commit_callbacks(execute=True):
                 nurture_tasks.publish_sends(dispatch_due(now=due))
             [received] = smtp.handler.wait_for(1)
         finally:
+            travel.stop()
             app.conf.task_always_eager = False
             transport.connections.reset()
     return received.message

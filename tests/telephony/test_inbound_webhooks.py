@@ -14,6 +14,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from nurture import tasks as nurture_tasks
@@ -44,9 +45,13 @@ def sent_email(nurtured_lead, settings):
         app.conf.task_always_eager = True  # the send runs as the dispatch commits
         try:
             due = nurtured_lead.enrollments.get().next_send_at
+            # Sent when it is due (inside the sending window), not at whatever hour the test runs.
+            travel = time_machine.travel(due, tick=False)
+            travel.start()
             nurture_tasks.publish_sends(dispatch_due(now=due))
             [received] = smtp.handler.wait_for(1)
         finally:
+            travel.stop()
             app.conf.task_always_eager = False
             transport.connections.reset()
     return received.message
