@@ -8,7 +8,7 @@ metadata are formatted into the SQL; every value is a parameter.
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 
 
 def update_each(objs: list, fields: list[str]) -> None:
@@ -127,3 +127,33 @@ def insert_rows(model, rows: dict[str, list], **same) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *rows.values()])
         return [row[0] for row in cursor.fetchall()]
+
+
+def raise_to_latest(model, field_name: str, ids: list, values: list) -> None:
+    """Set the column `field_name` of row `ids[i]` to `values[i]` where that is later than what
+    it holds (or it holds NULL); an earlier value changes nothing, so concurrent writers end
+    with the latest. On PostgreSQL one UPDATE from arrays; elsewhere one per distinct value."""
+    if not ids:
+        return
+    meta, quote = model._meta, connection.ops.quote_name
+    field = meta.get_field(field_name)
+    if connection.vendor != "postgresql":
+        groups = defaultdict(list)
+        for pk, value in zip(ids, values, strict=True):
+            groups[value].append(pk)
+        for value, pks in groups.items():
+            model.objects.filter(pk__in=pks).filter(
+                Q(**{f"{field_name}__isnull": True}) | Q(**{f"{field_name}__lt": value})
+            ).update(**{field_name: value})
+        return
+    table, pk, column = quote(meta.db_table), quote(meta.pk.column), quote(field.column)
+    # GREATEST ignores NULLs; the WHERE leaves rows already as late untouched (no new version).
+    sql = (
+        f"UPDATE {table} SET {column} = GREATEST({table}.{column}, v.value) "  # noqa: S608
+        f"FROM unnest(%s::{meta.pk.cast_db_type(connection)}[], "
+        f"%s::{field.cast_db_type(connection)}[]) AS v(id, value) "
+        f"WHERE {table}.{pk} = v.id AND {table}.{pk} = ANY(%s) "
+        f"AND ({table}.{column} IS NULL OR {table}.{column} < v.value)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(ids), list(values), list(ids)])

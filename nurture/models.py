@@ -197,6 +197,8 @@ class OutboundMessage(models.Model):
             models.Index(
                 fields=["created_at"], condition=Q(state="queued"), name="outbound_queued_idx"
             ),
+            # The outbox list's order (the admin pages through it newest first).
+            models.Index(fields=["-created_at", "-number"], name="outbound_newest_idx"),
         ]
 
     def __str__(self):

@@ -1,0 +1,60 @@
+"""The admin's lead list runs the same queries whatever its length."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from crm.models import Activity, Lead
+from crm.services import add_activities, new_activity
+
+ALLOWED_QUERIES = 12  # session, user, permissions, the count, the page, the filters' choices
+
+
+@pytest.fixture
+def leads_with_timelines(make_lead, alice, bob):
+    """make(count): alice and bob have `count` leads between them, each with a note."""
+
+    def make(count):
+        leads = [
+            make_lead(alice if n % 2 else bob, email=f"lead{n}@client.example")
+            for n in range(Lead.objects.count(), count)
+        ]
+        add_activities(
+            new_activity(lead, Activity.Kind.NOTE, "Called", actor=lead.responsible)
+            for lead in leads
+        )
+
+    return make
+
+
+@pytest.mark.parametrize("who", ["olga", "alice"])
+def test_the_lead_list_runs_the_same_queries_for_10_and_60_leads(
+    client, leads_with_timelines, olga, alice, who, django_assert_max_num_queries
+):
+    client.force_login({"olga": olga, "alice": alice}[who])
+    url = reverse("admin:crm_lead_changelist")
+    leads_with_timelines(10)
+    client.get(url)
+    with CaptureQueriesContext(connection) as for_ten:
+        client.get(url)
+
+    leads_with_timelines(60)
+    with django_assert_max_num_queries(ALLOWED_QUERIES):
+        page = client.get(url)
+
+    assert page.context["cl"].result_count == (60 if who == "olga" else 30)
+    with CaptureQueriesContext(connection) as for_sixty:
+        client.get(url)
+    assert len(for_sixty) == len(for_ten)
+
+
+@pytest.mark.parametrize("ordering", ["7", "-7"])  # the last activity column, both ways
+def test_the_lead_list_sorts_by_last_activity(client, leads_with_timelines, olga, ordering):
+    leads_with_timelines(3)
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_changelist"), {"o": ordering})
+
+    shown = [lead.last_activity_at for lead in page.context["cl"].result_list]
+    assert shown == sorted(shown, reverse=ordering.startswith("-"))
