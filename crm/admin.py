@@ -6,10 +6,11 @@ from django.forms.models import BaseInlineFormSet
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from crm import lead_page, selectors, services
+from crm import lead_page, preferences, selectors, services
 from crm.erasure import erase_lead, erase_person
 from crm.export import download_export
 from crm.forms import MoveToStatusForm, NoteForm, VisibleChoiceField
@@ -132,6 +133,7 @@ class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
     list_filter = ["status", ("responsible", UserFilter)]
     list_select_related = ["status", "responsible__profile"]
     ordering = ["-created_at", "-id"]
+    show_full_result_count = False  # a second count of every visible lead on each page
     search_fields = ["title"]  # the real matching is in get_search_results
     search_help_text = _("Name, email, phone in any format, title or company.")
     readonly_fields = ["phone", "status_changed_at", "created_at", "updated_at"]
@@ -180,12 +182,17 @@ class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
         """Nothing: erase_lead writes the audit entry, without the name Django's would carry."""
 
     def get_queryset(self, request):
-        queryset = selectors.with_last_activity(super().get_queryset(request))
-        # The last-activity annotation groups the query, which drops Meta.ordering; the
-        # autocomplete (e.g. choosing a lead for a preview) pages through this queryset and
-        # needs one.
-        queryset = queryset.order_by("-created_at", "-pk")
-        return selectors.leads_visible_to(request.user, queryset)
+        return selectors.leads_visible_to(request.user, super().get_queryset(request))
+
+    def action_checkbox(self, obj):
+        """Django's checkbox without a form widget's template for each row (a fifth of the
+        list's time at 100 rows)."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            admin.helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(_("Select this object for an action - {}"), obj),
+        )
 
     def get_inlines(self, request, obj):
         """The timeline, then what other apps add to the lead's page (crm.lead_page)."""
@@ -299,6 +306,11 @@ class ProfileAdmin(HiddenIsNotFound, admin.ModelAdmin):
             return []
         return ["user", "display_name", "extension"]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.user_id == request.user.pk:  # one's own language and time zone apply at once
+            preferences.remember(request, obj)
+
     def has_change_permission(self, request, obj=None):
         if not super().has_change_permission(request, obj):
             return False
@@ -349,7 +361,7 @@ class ActivityAdmin(HiddenIsNotFound, admin.ModelAdmin):
         obj.actor = request.user
         obj.payload = {}
         obj.created_at = timezone.now()
-        obj.save(force_insert=True)
+        services.add_activities([obj])
 
     @admin.display(description=_("what"))
     def description(self, activity):
@@ -428,3 +440,10 @@ class NotificationAdmin(HiddenIsNotFound, admin.ModelAdmin):
                 % {"count": others},
                 messages.WARNING,
             )
+
+
+# The admin is the CRM's, for configuration and supervisors; "View site" opens the workspace.
+admin.site.site_header = _("Nurture CRM administration")
+admin.site.site_title = _("Nurture CRM")
+admin.site.index_title = _("Configuration")
+admin.site.site_url = "/"

@@ -24,7 +24,7 @@ from crm.privacy import lead_export
 from crm.selectors import can_see_all_leads, with_status_names
 
 FORMAT_VERSION = 1
-CRM_SECTIONS = ("lead", "timeline", "notifications")
+CRM_SECTIONS = ("lead", "timeline", "tasks", "notifications")
 
 
 def isoformat(moment: datetime | None) -> str | None:
@@ -48,6 +48,7 @@ def export_lead(lead: Lead, *, by) -> dict:
         "format": {"version": FORMAT_VERSION, "exported_at": isoformat(timezone.now())},
         "lead": _details(lead),
         "timeline": _timeline(lead),
+        "tasks": _tasks(lead),
         "notifications": _notifications(lead),
     }
     for receiver, sections in lead_export.send(sender=Lead, lead=lead):
@@ -95,6 +96,20 @@ def _timeline(lead: Lead) -> list[dict]:
             "at": isoformat(entry.created_at),
         }
         for entry in entries
+    ]
+
+
+def _tasks(lead: Lead) -> list[dict]:
+    tasks = lead.tasks.select_related("assigned_to__profile").order_by("created_at", "id")
+    return [
+        {
+            "what": task.title,
+            "for": display_name(task.assigned_to),
+            "due": isoformat(task.due_at),
+            "done_at": isoformat(task.done_at),
+            "at": isoformat(task.created_at),
+        }
+        for task in tasks
     ]
 
 

@@ -1,9 +1,23 @@
+from datetime import timedelta
+
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Activity, LeadStatus
+from crm.models import Activity, Lead, LeadStatus, user_display_name
+from crm.selectors import (
+    MANAGERS_GROUP,
+    SUPERVISORS_GROUP,
+    can_see_all_leads,
+    duplicates_of,
+    leads_visible_to,
+    search_leads,
+    without_next_step,
+)
 
 
 class VisibleChoiceField(forms.ModelChoiceField):
@@ -36,3 +50,258 @@ class NoteForm(forms.ModelForm):
         fields = ["lead", "summary"]
         labels = {"summary": _("note")}
         widgets = {"summary": forms.Textarea(attrs={"rows": 4})}
+
+
+def people_to_assign(user):
+    """Whom `user` may make responsible for a lead: a supervisor, any active member of the
+    sales groups; anybody else, only themselves."""
+    users = get_user_model().objects.filter(is_active=True)
+    if not can_see_all_leads(user):
+        return users.filter(pk=user.pk)
+    sales = users.filter(groups__name__in=[MANAGERS_GROUP, SUPERVISORS_GROUP]).distinct()
+    return sales.select_related("profile").order_by("first_name", "last_name", "username")
+
+
+class PersonChoiceField(VisibleChoiceField):
+    def label_from_instance(self, user):
+        return user_display_name(user)
+
+
+class LeadFilterForm(forms.Form):
+    """The lead list's filters, read from the URL (so a view can be bookmarked)."""
+
+    SORTS = {
+        "activity": ("-last_activity_at", "-pk"),
+        "created": ("-created_at", "-pk"),
+        "name": ("last_name", "first_name", "pk"),
+        "status": ("status__order", "-last_activity_at", "-pk"),
+    }
+
+    q = forms.CharField(label=_("Search"), required=False, max_length=200)
+    status = forms.ModelChoiceField(
+        label=_("Status"),
+        queryset=LeadStatus.objects.all(),
+        to_field_name="code",
+        required=False,
+        empty_label=_("Any status"),
+    )
+    manager = PersonChoiceField(
+        label=_("Manager"),
+        queryset=get_user_model().objects.none(),
+        required=False,
+        empty_label=_("Everyone"),
+    )
+    no_next_step = forms.BooleanField(label=_("No next step"), required=False)
+    sort = forms.ChoiceField(
+        label=_("Sort by"),
+        required=False,
+        choices=[
+            ("activity", _("Last activity")),
+            ("created", _("Newest")),
+            ("name", _("Name")),
+            ("status", _("Status")),
+        ],
+    )
+
+    def __init__(self, data, *, user, extra_filters=()):
+        super().__init__(data)
+        if can_see_all_leads(user):
+            self.fields["manager"].queryset = people_to_assign(user)
+        else:
+            del self.fields["manager"]
+        self.extra_filters = list(extra_filters)
+        for extra in self.extra_filters:
+            self.fields[extra.name] = extra.field
+
+    def filter(self, leads):
+        data = self.cleaned_data
+        leads = search_leads(leads, data["q"])
+        if data["status"]:
+            leads = leads.filter(status=data["status"])
+        if data.get("manager"):
+            leads = leads.filter(responsible=data["manager"])
+        if data["no_next_step"]:
+            leads = without_next_step(leads)
+        for extra in self.extra_filters:
+            if data.get(extra.name):
+                leads = extra.apply(leads, data[extra.name])
+        return leads.order_by(*self.SORTS[data["sort"] or "activity"])
+
+
+class VisibleMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Several rows among those this user may see; one outside them answers 404 (see
+    VisibleChoiceField)."""
+
+    def _check_values(self, value):
+        try:
+            return super()._check_values(value)
+        except ValidationError as error:
+            if error.code in {"invalid_choice", "invalid_pk_value"}:
+                raise Http404(_("Not found.")) from None
+            raise
+
+
+class BulkLeadsForm(forms.Form):
+    """An action on the leads ticked in the list: move them to a status, or (a supervisor)
+    give them to another manager."""
+
+    leads = VisibleMultipleChoiceField(queryset=Lead.objects.none())
+    status = forms.ModelChoiceField(
+        label=_("Move to"),
+        queryset=LeadStatus.objects.all(),
+        to_field_name="code",
+        required=False,
+        empty_label=_("Status…"),
+    )
+    reason = forms.CharField(label=_("Reason"), required=False, max_length=200)
+    responsible = PersonChoiceField(
+        label=_("Give to"),
+        queryset=get_user_model().objects.none(),
+        required=False,
+        empty_label=_("Manager…"),
+    )
+
+    def __init__(self, data, *, user):
+        super().__init__(data)
+        self.fields["leads"].queryset = leads_visible_to(user)
+        if can_see_all_leads(user):
+            self.fields["responsible"].queryset = people_to_assign(user)
+        else:
+            del self.fields["responsible"]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("status") and not data.get("responsible"):
+            raise ValidationError(_("Choose a status or a manager."))
+        return data
+
+
+class LeadForm(forms.ModelForm):
+    """A lead's details, new or edited, with the model's own validation. Its status changes
+    only through the status buttons (crm.services.change_status)."""
+
+    save_anyway = forms.BooleanField(
+        label=_("Save anyway: I know another lead has this email or phone"), required=False
+    )
+
+    class Meta:
+        model = Lead
+        fields = [
+            "first_name",
+            "last_name",
+            "title",
+            "company",
+            "email",
+            "phone_raw",
+            "source",
+            "language",
+            "time_zone",
+            "do_not_email",
+            "responsible",
+        ]
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.duplicates = []
+        responsible = self.fields["responsible"]
+        if can_see_all_leads(user):
+            self.fields["responsible"] = PersonChoiceField(
+                label=responsible.label,
+                queryset=people_to_assign(user),
+                required=False,
+                empty_label=_("Nobody"),
+            )
+        else:
+            del self.fields["responsible"]
+
+    def _post_clean(self):
+        # The model's validation (run here by ModelForm) turns phone_raw into the E.164 phone
+        # that duplicates are found by, so they are looked for after it.
+        super()._post_clean()
+        if self.errors:
+            return
+        self.duplicates = list(duplicates_of(self.instance))
+        if self.duplicates and not self.cleaned_data.get("save_anyway"):
+            self.add_error(
+                None,
+                ValidationError(
+                    _("Another lead already has this email or phone: look at it before saving."),
+                    code="duplicate",
+                ),
+            )
+
+
+class NoteTextForm(forms.Form):
+    text = forms.CharField(
+        label=_("Note"), max_length=500, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+
+class TaskForm(forms.Form):
+    """A next step on a lead. A preset (`when`) sets the due time in one click; otherwise
+    `due_at` is typed. A manager assigns only herself; a supervisor, the lead's manager or a
+    supervisor (people who can see the lead)."""
+
+    PRESETS = ("today", "tomorrow", "in_3_days", "next_week")
+
+    title = forms.CharField(label=_("What to do"), max_length=200, initial=_("Call back"))
+    due_at = forms.DateTimeField(
+        label=_("Due"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+    )
+    when = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("today", _("Today 17:00")),
+            ("tomorrow", _("Tomorrow 10:00")),
+            ("in_3_days", _("In 3 days")),
+            ("next_week", _("Next week")),
+        ],
+    )
+    assigned_to = PersonChoiceField(
+        label=_("For"), queryset=get_user_model().objects.none(), required=False, empty_label=None
+    )
+
+    def __init__(self, data=None, *, user, lead):
+        super().__init__(data)
+        self.user = user
+        if can_see_all_leads(user):
+            self.fields["assigned_to"].queryset = people_to_assign(user).filter(
+                Q(pk=lead.responsible_id) | Q(groups__name=SUPERVISORS_GROUP) | Q(pk=user.pk)
+            )
+            self.fields["assigned_to"].initial = lead.responsible_id or user.pk
+        else:
+            del self.fields["assigned_to"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("when"):
+            data["due_at"] = preset_due(data["when"])
+        elif not data.get("due_at"):
+            raise ValidationError(_("Choose when it is due."))
+        if "assigned_to" not in self.fields or not data.get("assigned_to"):
+            data["assigned_to"] = self.user
+        return data
+
+
+def preset_due(preset: str):
+    """The due time a preset button means, in the user's time zone."""
+    now = timezone.localtime()
+    at_ten = now.replace(hour=10, minute=0, second=0, microsecond=0)
+    if preset == "today":
+        return max(now.replace(hour=17, minute=0, second=0, microsecond=0), now)
+    days = {"tomorrow": 1, "in_3_days": 3, "next_week": 7}[preset]
+    return at_ten + timedelta(days=days)
+
+
+def share_choices(first: forms.ModelChoiceField, *others: forms.ModelChoiceField) -> None:
+    """Read the choices of model choice fields that offer the same rows once, not once each
+    (the lead list's filter and its bulk action both list the statuses, say)."""
+    choices = list(first.choices)
+    first.widget.choices = choices
+    for other in others:
+        own_empty = [("", other.empty_label)] if other.empty_label is not None else []
+        other.widget.choices = own_empty + [choice for choice in choices if choice[0] != ""]

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.text import Truncator
 from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -62,7 +63,11 @@ class Lead(models.Model):
     company = models.CharField(_("company"), max_length=200, blank=True)
     source = models.CharField(_("source"), max_length=100, blank=True)
     status = models.ForeignKey(
-        LeadStatus, on_delete=models.PROTECT, related_name="leads", verbose_name=_("status")
+        LeadStatus,
+        on_delete=models.PROTECT,
+        related_name="leads",
+        verbose_name=_("status"),
+        db_index=False,  # lead_status_waiting_idx serves lookups by status
     )
     responsible = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -71,6 +76,7 @@ class Lead(models.Model):
         blank=True,
         related_name="leads",
         verbose_name=_("responsible"),
+        db_index=False,  # the indexes beginning with responsible serve lookups by it
     )
     status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
     do_not_email = models.BooleanField(_("do not email"), default=False)
@@ -92,26 +98,66 @@ class Lead(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    # When the newest timeline entry happened (its creation, before any): written with the
+    # entries (crm.services.record_activity, add_activities), never by a save of the lead.
+    last_activity_at = models.DateTimeField(
+        _("last activity"), default=timezone.now, editable=False
+    )
+    # Name, email, title and company, normalised (lead_search_text) for crm.selectors.
+    # search_leads: SQLite's LIKE folds the case of ASCII letters only. On PostgreSQL a
+    # trigram index serves it (migration 0007).
+    search_text = models.TextField(editable=False, blank=True, default="")
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         verbose_name = _("lead")
         verbose_name_plural = _("leads")
         permissions = [("view_all_leads", _("Can see and edit every lead, not only own"))]
+        # The lists' orders, for everybody (a supervisor) and per manager (the visibility
+        # rule): newest first, by last activity, by status.
         indexes = [
             models.Index(fields=["email"]),
             models.Index(fields=["phone"]),
             models.Index(fields=["title"]),
-            models.Index(fields=["responsible", "status"]),
+            models.Index(fields=["-created_at", "-id"], name="lead_newest_idx"),
+            models.Index(
+                fields=["responsible", "-created_at", "-id"], name="lead_manager_newest_idx"
+            ),
+            models.Index(fields=["-last_activity_at", "-id"], name="lead_last_activity_idx"),
+            models.Index(
+                fields=["responsible", "-last_activity_at", "-id"],
+                name="lead_manager_activity_idx",
+            ),
+            # A status's leads, those waiting longest first (the pipeline's columns).
+            models.Index(
+                fields=["status", "status_changed_at", "id"], name="lead_status_waiting_idx"
+            ),
+            models.Index(
+                fields=["responsible", "status", "status_changed_at", "id"],
+                name="lead_manager_status_idx",
+            ),
         ]
 
     def __str__(self):
         return f"{self.display_name} — {self.title}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, update_fields=None, **kwargs):
         # Saving without full_clean() must not store a half-valid lead either.
         self.full_clean(exclude=["status", "responsible"], validate_unique=False)
-        super().save(*args, **kwargs)
+        self.search_text = lead_search_text(
+            self.first_name, self.last_name, self.email, self.title, self.company
+        )
+        if update_fields is not None and SEARCHED_FIELDS.intersection(update_fields):
+            update_fields = {*update_fields, "search_text"}
+        elif update_fields is None and not self._state.adding and not kwargs.get("force_insert"):
+            # A lead read a moment ago must not put back an older last activity.
+            skipped = {"last_activity_at", *self.get_deferred_fields()}
+            update_fields = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.attname not in skipped
+            ]
+        super().save(*args, update_fields=update_fields, **kwargs)
 
     @property
     def full_name(self) -> str:
@@ -140,6 +186,20 @@ class Lead(models.Model):
             )
 
 
+SEARCHED_FIELDS = {"first_name", "last_name", "email", "title", "company"}
+
+
+def normalize_search(text: str) -> str:
+    """`text` as the search compares it: case folded, «ё» as «е», single spaces."""
+    return " ".join(text.casefold().replace("ё", "е").split())
+
+
+def lead_search_text(first_name, last_name, email, title, company) -> str:
+    """What Lead.search_text holds for these values (bulk writers that skip Lead.save call
+    this themselves)."""
+    return normalize_search(" ".join((first_name, last_name, email, title, company)))
+
+
 def _is_time_zone(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
@@ -156,6 +216,19 @@ class Profile(models.Model):
     signature = models.TextField(_("email signature"), blank=True)
     phone = models.CharField(_("phone"), max_length=50, blank=True)
     extension = models.CharField(_("PBX extension"), max_length=20, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("The workspace's language for this user; empty means the site's default."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("Times are shown to this user in it; empty means the company's."),
+    )
 
     class Meta:
         verbose_name = _("profile")
@@ -175,6 +248,13 @@ class Profile(models.Model):
     @property
     def name(self) -> str:
         return self.display_name or self.user.get_full_name() or self.user.get_username()
+
+    def clean(self):
+        super().clean()
+        if self.time_zone and not _is_time_zone(self.time_zone):
+            raise ValidationError(
+                {"time_zone": _("Unknown time zone “%(name)s”.") % {"name": self.time_zone}}
+            )
 
 
 def user_display_name(user) -> str:
@@ -208,6 +288,8 @@ class Activity(models.Model):
         EMAIL_IN = "email_in", _("Email received")
         CALL = "call", _("Call")
         NOTE = "note", _("Note")
+        REASSIGNED = "reassigned", _("Reassigned")
+        TASK = "task", _("Task")
 
     lead = models.ForeignKey(
         Lead,
@@ -233,7 +315,15 @@ class Activity(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("activity")
         verbose_name_plural = _("activities")
-        indexes = [models.Index(fields=["lead", "-created_at"])]
+        indexes = [
+            models.Index(fields=["lead", "-created_at"]),
+            # Today's "a reply or a call stopped nurturing": recent status changes only.
+            models.Index(
+                fields=["-created_at"],
+                condition=models.Q(kind="status_change"),
+                name="activity_status_change_idx",
+            ),
+        ]
 
     def __str__(self):
         return self.description
@@ -278,7 +368,10 @@ class Notification(models.Model):
         related_name="notifications",
         verbose_name=_("lead"),
     )
-    message = models.CharField(_("message"), max_length=500)
+    message = models.CharField(_("message"), max_length=500)  # in the site's language
+    # The message untranslated, with its values: shown in the reader's language.
+    message_id = models.CharField(max_length=500, blank=True, editable=False)
+    params = models.JSONField(default=dict, blank=True, editable=False)
     is_read = models.BooleanField(_("read"), default=False)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
@@ -289,4 +382,75 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["user", "is_read", "-created_at"])]
 
     def __str__(self):
-        return self.message
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The message in the reader's (the active) language."""
+        if not self.message_id:
+            return self.message
+        try:
+            text = (
+                gettext(self.message_id) % self.params if self.params else gettext(self.message_id)
+            )
+        except (KeyError, TypeError, ValueError):
+            return self.message
+        return Truncator(text).chars(self._meta.get_field("message").max_length)
+
+
+class Task(models.Model):
+    """A next step on a lead: something to do by a date and time, assigned to someone."""
+
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("lead")
+    )
+    title = models.CharField(_("what to do"), max_length=200)
+    due_at = models.DateTimeField(_("due"))
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="tasks",
+        verbose_name=_("assigned to"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    done_at = models.DateTimeField(_("done at"), null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("done by"),
+    )
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        indexes = [
+            models.Index(
+                fields=["assigned_to", "due_at"],
+                condition=models.Q(done_at__isnull=True),
+                name="task_open_by_assignee",
+            ),
+            models.Index(
+                fields=["lead", "due_at"],
+                condition=models.Q(done_at__isnull=True),
+                name="task_open_by_lead",
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def is_open(self) -> bool:
+        return self.done_at is None

@@ -32,3 +32,11 @@ def normalize_phone(raw: str) -> str:
             params={"value": raw},
         )
     return e164
+
+
+def readable(e164: str) -> str:
+    """An E.164 number as people write it: "+7 916 123-45-67"; anything else as it is."""
+    number = parse_phone(e164) if e164 else None
+    if number is None:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

@@ -6,7 +6,8 @@ RATE_LIMITS ("<count>/<period>", e.g. "10/5m"; "off" for none):
 - webhooks: /anymail/... and /telephony/events/ (the ESPs and the PBX), answered in JSON;
 - unsubscribe: /nurture/unsubscribe/<token>/;
 - login: /admin/login/ and /accounts/login/, where only a login that fails counts (so a whole
-  office behind one address can still log in in the morning).
+  office behind one address can still log in in the morning);
+- password_reset: /accounts/password/reset/... (each request for a link sends an email).
 
 A client that goes over gets 429 with Retry-After (seconds to the end of the window) until its
 window ends. The client is `crm.client_ip.client_ip` (through TRUSTED_PROXY_COUNT proxies of our
@@ -51,6 +52,8 @@ GROUPS = (
     Group("webhooks", ("/anymail/", "/telephony/events/"), answers_json=True),
     Group("unsubscribe", ("/nurture/unsubscribe/",)),
     Group("login", ("/admin/login/", "/accounts/login/"), counts_failed_logins=True),
+    # Each reset sends an email: a stranger must not make the CRM mail someone a hundred times.
+    Group("password_reset", ("/accounts/password/reset/",)),
 )
 LIMITED_PATHS = tuple(path for group in GROUPS for path in group.paths)
 

@@ -1,9 +1,13 @@
 """Reads from the CRM domain."""
 
-from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from dataclasses import dataclass
+
+import phonenumbers
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
-from crm.models import Lead, LeadStatus
+from crm.models import Activity, Lead, LeadStatus, Task, normalize_search
 from crm.phones import to_e164
 
 SUPERVISORS_GROUP = "Supervisors"
@@ -23,7 +27,15 @@ def leads_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
 
 
 def with_last_activity(queryset: QuerySet) -> QuerySet:
-    return queryset.annotate(last_activity_at=Max("activities__created_at"))
+    """Leads with `last_activity_at`: now a column of their own, kept by the writers of the
+    timeline (crm.services.add_activities), so the queryset is returned as it is."""
+    return queryset
+
+
+def by_last_activity(queryset: QuerySet) -> QuerySet:
+    """The most recently active first (served by the lead_last_activity_idx and
+    lead_manager_activity_idx indexes)."""
+    return queryset.order_by("-last_activity_at", "-pk")
 
 
 def with_status_names(activities: QuerySet) -> QuerySet:
@@ -46,24 +58,151 @@ def with_status_names(activities: QuerySet) -> QuerySet:
 
 
 def search_leads(queryset: QuerySet, term: str) -> QuerySet:
-    """Leads whose name, email, title or company contain `term`, or whose phone is `term`.
+    """Leads whose name, email, title or company contain every word of `term`, in any case and
+    order («петров иван» and «ИВАН» find Иван Петров), or whose phone is `term`.
 
-    A phone is found in whatever format a person types it (`8 (916) 123-45-67`, `+7 916 1234567`).
+    A phone is found in whatever format a person types it (`8 (916) 123-45-67`, `+7 916 1234567`),
+    and by five or more of its digits in a row. The words are compared with Lead.search_text
+    (normalised the same way), so SQLite matches Cyrillic in any case too; on PostgreSQL
+    trigram indexes serve both.
     """
-    term = term.strip()
-    if not term:
+    words = normalize_search(term).split()
+    if not words:
         return queryset
-    match = (
-        Q(first_name__icontains=term)
-        | Q(last_name__icontains=term)
-        | Q(email__icontains=term)
-        | Q(title__icontains=term)
-        | Q(company__icontains=term)
-    )
+    match = Q()
+    for word in words:
+        match &= Q(search_text__contains=word)
     e164 = to_e164(term)
     if e164:
         match |= Q(phone=e164)
-    digits = "".join(ch for ch in term if ch.isdigit())
-    if len(digits) >= 5:
+    for digits in _phone_fragments(term):
         match |= Q(phone__contains=digits)
     return queryset.filter(match)
+
+
+def _phone_fragments(term: str) -> set[str]:
+    """The digits of a partial number, as they may stand in an E.164 phone: typed after the
+    national prefix (8 916 123 in Russia) they follow the country code (+7 916 123...)."""
+    digits = "".join(ch for ch in term if ch.isdigit())
+    if len(digits) < 5:
+        return set()
+    fragments = {digits}
+    region = phonenumbers.PhoneMetadata.metadata_for_region(settings.PHONE_DEFAULT_REGION)
+    prefix = region.national_prefix if region else None
+    if prefix and digits.startswith(prefix) and not term.lstrip().startswith("+"):
+        fragments.add(f"{region.country_code}{digits[len(prefix) :]}")
+    return fragments
+
+
+def duplicates_of(lead: Lead) -> QuerySet:
+    """Other leads with `lead`'s email or phone (whoever is responsible for them), for the
+    form to show before a second copy of a client is saved."""
+    match = Q()
+    if lead.email:
+        match |= Q(email=lead.email)
+    if lead.phone:
+        match |= Q(phone=lead.phone)
+    if not match:
+        return Lead.objects.none()
+    return (
+        Lead.objects.filter(match)
+        .exclude(pk=lead.pk)
+        .select_related("status", "responsible__profile")
+        .order_by("-created_at")[:10]
+    )
+
+
+def stopped_by_the_lead(user, *, since) -> QuerySet:
+    """`user`'s leads whose status a reply or a call changed since `since` (nurturing stopped)
+    and that nobody has done anything with after that: the newest first."""
+    changes = Activity.objects.filter(
+        kind=Activity.Kind.STATUS_CHANGE,
+        created_at__gte=since,
+        payload__cause__in=["reply", "call"],
+        lead__responsible=user,
+    )
+    touched_after = Activity.objects.filter(
+        lead=OuterRef("lead"), actor__isnull=False, created_at__gt=OuterRef("created_at")
+    )
+    return (
+        changes.exclude(Exists(touched_after))
+        .select_related("lead__status")
+        .order_by("-created_at")
+    )
+
+
+def new_leads_not_contacted(user) -> QuerySet:
+    """`user`'s leads still New with nothing on their timeline but their creation: oldest
+    first, since they have waited longest."""
+    contacted = Activity.objects.filter(lead=OuterRef("pk")).exclude(kind=Activity.Kind.CREATED)
+    return (
+        Lead.objects.filter(responsible=user, status__code=LeadStatus.NEW)
+        .exclude(Exists(contacted))
+        .order_by("status_changed_at", "pk")  # lead_manager_status_idx
+    )
+
+
+@dataclass(frozen=True)
+class PipelineColumn:
+    status: LeadStatus
+    count: int
+    leads: list
+    next_offset: int | None  # where the column goes on, None at its end
+
+
+def pipeline_column(leads: QuerySet, status, *, offset=0, length=20, count=None) -> PipelineColumn:
+    """One status's leads, those waiting longest in it first."""
+    page = list(
+        leads.filter(status=status)
+        .select_related("responsible__profile")
+        .order_by("status_changed_at", "pk")[offset : offset + length + 1]
+    )
+    more = len(page) > length
+    return PipelineColumn(status, count or 0, page[:length], offset + length if more else None)
+
+
+def pipeline_columns(leads: QuerySet, *, length=20) -> list[PipelineColumn]:
+    """A column per status: its count (one grouped query) and its first leads (one query each,
+    a fixed number: one per status)."""
+    counts = dict(
+        leads.order_by()
+        .values_list("status")
+        .annotate(count=Count("pk"))
+        .values_list("status", "count")
+    )
+    return [
+        pipeline_column(leads, status, length=length, count=counts.get(status.pk, 0))
+        for status in LeadStatus.objects.order_by("order")
+    ]
+
+
+def tasks_visible_to(user) -> QuerySet:
+    """Tasks on the leads `user` may see."""
+    tasks = Task.objects.select_related("lead", "assigned_to__profile")
+    if can_see_all_leads(user):
+        return tasks
+    return tasks.filter(lead__responsible=user)
+
+
+def open_tasks_of(user) -> QuerySet:
+    """What `user` has to do, soonest first."""
+    return (
+        tasks_visible_to(user)
+        .filter(assigned_to=user, done_at__isnull=True)
+        .order_by("due_at", "pk")
+    )
+
+
+def with_next_step(leads: QuerySet) -> QuerySet:
+    """Leads with their next open task's title and due time (None: no next step)."""
+    first_open = Task.objects.filter(lead=OuterRef("pk"), done_at__isnull=True).order_by(
+        "due_at", "pk"
+    )
+    return leads.annotate(
+        next_task_due=Subquery(first_open.values("due_at")[:1]),
+        next_task_title=Subquery(first_open.values("title")[:1]),
+    )
+
+
+def without_next_step(leads: QuerySet) -> QuerySet:
+    return leads.exclude(Exists(Task.objects.filter(lead=OuterRef("pk"), done_at__isnull=True)))

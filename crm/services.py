@@ -6,7 +6,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, override
 
-from crm.models import Activity, Lead, LeadStatus, Notification, StatusChangeCause
+from crm.bulk import raise_to_latest
+from crm.models import (
+    Activity,
+    Lead,
+    LeadStatus,
+    Notification,
+    StatusChangeCause,
+    Task,
+    user_display_name,
+)
 from crm.signals import lead_status_changed
 
 User = get_user_model()
@@ -25,9 +34,32 @@ def new_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> A
 
 
 def record_activity(lead, kind, summary, *, actor=None, payload=None, at=None) -> Activity:
+    """Save a timeline entry on `lead` now (or `at`), moving the lead's last activity."""
     activity = new_activity(lead, kind, summary, actor=actor, payload=payload, at=at)
-    activity.save(force_insert=True)
+    add_activities([activity])
     return activity
+
+
+def add_activities(activities) -> list[Activity]:
+    """Save timeline entries (from `new_activity`) in one INSERT, and move each lead's
+    `last_activity_at` to its newest one. Every timeline entry is written through here (or
+    `record_activity`), so the lists never group the timeline to find it."""
+    activities = list(activities)
+    if not activities:
+        return activities
+    Activity.objects.bulk_create(activities)
+    newest = {}
+    for activity in activities:
+        if activity.lead_id not in newest or newest[activity.lead_id] < activity.created_at:
+            newest[activity.lead_id] = activity.created_at
+    raise_to_latest(Lead, "last_activity_at", list(newest), list(newest.values()))
+    lead_field = Activity._meta.get_field("lead")
+    for activity in activities:  # the caller's lead objects say so too
+        if lead_field.is_cached(activity):
+            lead = activity.lead
+            if lead.last_activity_at < newest[lead.pk]:
+                lead.last_activity_at = newest[lead.pk]
+    return activities
 
 
 def new_notification(
@@ -36,17 +68,21 @@ def new_notification(
     """What `notify` saves, not saved yet (for bulk_create); None without a user."""
     if user is None:
         return None
+    params = {
+        name: value if isinstance(value, int | float) else str(value)
+        for name, value in (params or {}).items()
+    }
     with override(settings.LANGUAGE_CODE):
         text = gettext(message)
     if params:
         text %= params
-    return Notification(user=user, lead=lead, message=text)
+    return Notification(user=user, lead=lead, message=text, message_id=message, params=params)
 
 
 def notify(user, message: str, params: dict | None = None, *, lead=None) -> Notification | None:
     """Tell `user` something, about `lead` if given. `message` is untranslated (mark it with
-    gettext_noop), with %(name)s placeholders filled from `params`; it is stored in the site's
-    language, since it is written before anybody reads it."""
+    gettext_noop), with %(name)s placeholders filled from `params`; it is kept untranslated
+    with its values, and shown in each reader's language (and stored in the site's too)."""
     notification = new_notification(user, message, params, lead=lead)
     if notification is not None:
         notification.save(force_insert=True)
@@ -128,5 +164,114 @@ def change_status(
     lead.status, lead.status_changed_at = new_status, now
     _announce_after_commit(
         lead.pk, old_status.code, new_status.code, by=by, cause=cause, reason=reason
+    )
+    return True
+
+
+def change_status_of_many(leads, code: str, *, by=None, reason: str = "") -> int:
+    """Move each of `leads` to `code`, each in its own change (as `change_status`); returns how
+    many moved."""
+    return sum(change_status(lead, code, by=by, reason=reason) for lead in leads)
+
+
+@transaction.atomic
+def reassign(lead: Lead, user, *, by=None) -> bool:
+    """Make `user` responsible for `lead`, with a timeline entry; False if they already are."""
+    locked = Lead.objects.select_for_update().get(pk=lead.pk)
+    if locked.responsible_id == user.pk:
+        return False
+    now = timezone.now()
+    Lead.objects.filter(pk=lead.pk).update(responsible=user, updated_at=now)
+    record_activity(
+        lead,
+        Activity.Kind.REASSIGNED,
+        gettext_noop("Lead given to another manager"),
+        actor=by,
+        payload={
+            "from": locked.responsible_id,
+            "to": user.pk,
+            "to_name": user_display_name(user),
+        },
+        at=now,
+    )
+    lead.responsible = user
+    return True
+
+
+def reassign_many(leads, user, *, by=None) -> int:
+    return sum(reassign(lead, user, by=by) for lead in leads)
+
+
+@transaction.atomic
+def add_note(lead: Lead, text: str, *, by) -> Activity:
+    """A note on the lead's timeline, in its writer's name, now."""
+    return record_activity(lead, Activity.Kind.NOTE, text, actor=by)
+
+
+@transaction.atomic
+def update_lead(lead: Lead, *, by=None) -> Lead:
+    """Save an edited lead's details (not its status: that is `change_status`); a change of
+    responsible is a reassignment, with its timeline entry."""
+    stored = Lead.objects.select_for_update().get(pk=lead.pk)
+    new_responsible = lead.responsible
+    lead.status_id = stored.status_id
+    lead.responsible_id = stored.responsible_id
+    lead.full_clean()
+    lead.save()
+    if new_responsible is not None and new_responsible.pk != stored.responsible_id:
+        reassign(lead, new_responsible, by=by)
+    return lead
+
+
+def tell_owners_of_duplicates(lead: Lead, duplicates, *, by) -> None:
+    """`lead` was saved though other leads have its email or phone: each of their managers but
+    the one who saved it is told, so nobody's client is taken over silently."""
+    for other in duplicates:
+        if other.responsible_id and other.responsible_id != getattr(by, "pk", None):
+            notify(
+                other.responsible,
+                gettext_noop(
+                    "%(user)s saved a lead with the same email or phone as your lead %(lead)s."
+                ),
+                {"user": user_display_name(by), "lead": other.display_name},
+                lead=other,
+            )
+
+
+@transaction.atomic
+def create_task(lead: Lead, title: str, due_at, assigned_to, *, by) -> Task:
+    """A next step on `lead`, with its timeline entry."""
+    task = Task.objects.create(
+        lead=lead, title=title, due_at=due_at, assigned_to=assigned_to, created_by=by
+    )
+    record_activity(
+        lead,
+        Activity.Kind.TASK,
+        gettext_noop("Task set"),
+        actor=by,
+        payload={
+            "task": task.pk,
+            "title": title,
+            "due": due_at.isoformat(),
+            "assigned_to_name": user_display_name(assigned_to),
+        },
+    )
+    return task
+
+
+@transaction.atomic
+def complete_task(task: Task, *, by) -> bool:
+    """Mark `task` done, with its timeline entry; False if it already was."""
+    now = timezone.now()
+    if not Task.objects.filter(pk=task.pk, done_at__isnull=True).update(done_at=now, done_by=by):
+        return False
+    task.done_at, task.done_by = now, by
+    record_activity(
+        task.lead,
+        Activity.Kind.TASK,
+        gettext_noop("Task done"),
+        actor=by,
+        payload={"task": task.pk, "title": task.title, "done": True},
+        at=now,
     )
     return True

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "anymail",
     "axes",
     "csp",
+    "django_htmx",
     "crm",
     "nurture",
     "telephony",
@@ -60,7 +61,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user's own language and time zone (their profile), over the defaults.
+    "crm.preferences.PreferencesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: it turns a login refused by the lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -80,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "crm.context_processors.workspace",
             ],
         },
     },
@@ -101,7 +106,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     # First: a locked-out login is refused before its password is even checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "crm.auth.ModelBackendWithProfile",  # Django's ModelBackend, the profile read with the user
 ]
 # Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user from one
 # address, that user cannot log in from there for LOGIN_LOCKOUT_MINUTES (0: until an admin lifts
@@ -131,7 +136,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 
-LOGIN_URL = "admin:login"
+# The workspace's own sign-in page; the admin keeps its own for admin pages.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "crm:today"
+LOGOUT_REDIRECT_URL = "login"
 
 # Phone numbers typed without a country code are read in this region.
 PHONE_DEFAULT_REGION = env_str("PHONE_DEFAULT_REGION", "RU")
@@ -148,17 +156,45 @@ if CELERY_BROKER_URL.startswith(("crmfs://", "filesystem://")):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+else:
+    # With the broker down, publishing gives up after a few quick tries (the sends are then
+    # marked to be published again at the next beat tick) instead of waiting for it forever.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Beat's tasks have a queue of their own, so the every-minute tick (which also settles expired
+# leases) never waits behind thousands of send tasks; a worker consumes both unless told
+# otherwise with -Q.
+CELERY_TASK_QUEUES = {
+    "celery": {"exchange": "celery", "routing_key": "celery"},
+    "beat": {"exchange": "beat", "routing_key": "beat"},
+}
+CELERY_TASK_ROUTES = {
+    "nurture.tasks.dispatch_due": {"queue": "beat"},
+    "celery.backend_cleanup": {"queue": "beat"},
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Mail: SMTP by default (EMAIL_URL or the usual EMAIL_* variables); any Anymail ESP by setting
-# EMAIL_BACKEND to its backend and ANYMAIL_* to its credentials.
+# EMAIL_BACKEND to its backend and ANYMAIL_* to its credentials. While developing (DEBUG on) with
+# none of EMAIL_URL, EMAIL_BACKEND, EMAIL_HOST or EMAIL_PORT set, nothing is sent: every email is
+# written to a file in EMAIL_FILE_PATH (crm/dev_mail.py) and staff read them at /dev/mail/.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+_MAIL_SERVER_GIVEN = any(
+    env_str(name) for name in ("EMAIL_URL", "EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT")
+)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+if DEBUG and not _MAIL_SERVER_GIVEN:
+    EMAIL_BACKEND = "crm.dev_mail.EmailBackend"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
@@ -171,9 +207,23 @@ if env_str("EMAIL_URL"):
     EMAIL_HOST, EMAIL_PORT = _email["EMAIL_HOST"], _email["EMAIL_PORT"]
     EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_USER"], _email["EMAIL_HOST_PASSWORD"]
     EMAIL_USE_TLS, EMAIL_USE_SSL = _email["EMAIL_USE_TLS"], _email["EMAIL_USE_SSL"]
+    if _email["EMAIL_BACKEND"].endswith(".filebased.EmailBackend") and _email["EMAIL_FILE_PATH"]:
+        EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]  # file://… (relative to the working folder)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "crm@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# /healthz for monitoring (nurture/health.py): what counts as wrong. Anyone may ask unless
+# HEALTHZ_TOKEN is set; the answer names the checks and nothing else, and is kept a few seconds.
+HEALTHZ_TOKEN = env_str("HEALTHZ_TOKEN")
+HEALTHZ_BROKER_TIMEOUT = env_int("HEALTHZ_BROKER_TIMEOUT", 3)  # seconds to reach the broker
+HEALTHZ_BEAT_MINUTES = env_int("HEALTHZ_BEAT_MINUTES", 10)  # beat ran the dispatcher since
+HEALTHZ_SEND_DELAY_MINUTES = env_int("HEALTHZ_SEND_DELAY_MINUTES", 10)  # due, not yet sent
+HEALTHZ_UNKNOWN_MINUTES = env_int("HEALTHZ_UNKNOWN_MINUTES", 60)  # an email went unknown; 0: off
+HEALTHZ_CACHE_SECONDS = env_int("HEALTHZ_CACHE_SECONDS", 10)
+# A monitor that asks the app server directly over plain HTTP gets the answer, not a redirect
+# (which many monitors count as up).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Anymail's webhooks (tracking and inbound) are protected by HTTP basic auth "user:password";
 # several comma-separated values are accepted during a rotation.
 # Every other ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g. ANYMAIL_MAILGUN_API_KEY.
@@ -249,6 +299,9 @@ NURTURE_SEND_BATCH = env_int("NURTURE_SEND_BATCH", 100)
 NURTURE_SEND_CONNECTIONS = env_int("NURTURE_SEND_CONNECTIONS", 1)
 # How long a worker may take over one send task before its unsent messages count as "unknown".
 NURTURE_SEND_LEASE_SECONDS = env_int("NURTURE_SEND_LEASE_SECONDS", 600)
+# A queued message whose task was published this long ago, with the send queue empty, has lost
+# its task (the broker lost it, or a worker died holding it): beat publishes it again.
+NURTURE_LOST_TASK_SECONDS = env_int("NURTURE_LOST_TASK_SECONDS", 30)
 NURTURE_MAX_SEND_ATTEMPTS = env_int("NURTURE_MAX_SEND_ATTEMPTS", 5)
 # The domain in our Message-IDs; replies quote it in In-Reply-To.
 NURTURE_MESSAGE_ID_DOMAIN = env_str("NURTURE_MESSAGE_ID_DOMAIN", "crm.localhost")
@@ -263,6 +316,10 @@ TELEPHONY_AMI_USERNAME = env_str("TELEPHONY_AMI_USERNAME")
 TELEPHONY_AMI_SECRET = env_str("TELEPHONY_AMI_SECRET")
 TELEPHONY_AMI_CONTEXT = env_str("TELEPHONY_AMI_CONTEXT", "from-internal")
 TELEPHONY_AMI_CHANNEL_TECH = env_str("TELEPHONY_AMI_CHANNEL_TECH", "PJSIP")
+# Dialplan contexts the Asterisk admin adds for hold and conference (README "Calls"); empty:
+# that control is off, shown disabled with the reason.
+TELEPHONY_AMI_HOLD_CONTEXT = env_str("TELEPHONY_AMI_HOLD_CONTEXT")
+TELEPHONY_AMI_CONFERENCE_CONTEXT = env_str("TELEPHONY_AMI_CONFERENCE_CONTEXT")
 # Cloud PBXs without AMI: click-to-call POSTs JSON {"extension", "number", "lead_id"} here.
 TELEPHONY_CLICK_TO_CALL_URL = env_str("TELEPHONY_CLICK_TO_CALL_URL")
 TELEPHONY_CLICK_TO_CALL_TOKEN = env_str("TELEPHONY_CLICK_TO_CALL_TOKEN")
@@ -288,6 +345,7 @@ RATE_LIMITS = {
     "webhooks": env_str("RATE_LIMIT_WEBHOOKS", "1200/m"),
     "unsubscribe": env_str("RATE_LIMIT_UNSUBSCRIBE", "60/m"),
     "login": env_str("RATE_LIMIT_LOGIN", "20/5m"),
+    "password_reset": env_str("RATE_LIMIT_PASSWORD_RESET", "10/h"),
 }
 # Django's cache, which keeps the rate limits' counters: this process's memory by default (each
 # web process counts on its own); CACHE_URL=redis://host:6379/1 shares one between them.

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from crm import admin as crm_admin
 from crm.forms import VisibleChoiceField
-from crm.lead_page import LeadPanel, lead_panels
+from crm.lead_page import ADMIN, LeadPanel, lead_panels
 from crm.models import display_name_or_dash, user_display_name
 from crm.selectors import can_see_all_leads, leads_visible_to
 from nurture import selectors, services
@@ -233,6 +233,7 @@ class OutboundMessageAdmin(crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin):
     ]
     list_filter = ["state", ("sender", crm_admin.UserFilter)]
     list_select_related = ["enrollment__lead", "sender__profile"]
+    show_full_result_count = False  # a second pass over every visible message on each page
     search_fields = ["to_email", "subject", "message_id"]
     date_hierarchy = "created_at"
     fieldsets = [
@@ -367,6 +368,8 @@ class EnrollmentInline(crm_admin.ReadOnlyInline, admin.TabularInline):
 def nurturing_on_the_lead_page(sender, request, lead, **kwargs):
     """The lead's enrollments and, when its address is on the suppression list, since when and
     why."""
+    if kwargs.get("page", ADMIN) != ADMIN:
+        return None  # the workspace card's panel is in workspace.py
     if lead is None:
         return LeadPanel("nurture", order=10, admin_inlines=(EnrollmentInline,))
     suppression = selectors.active_suppression(lead.email)

@@ -9,4 +9,4 @@ class NurtureConfig(AppConfig):
     def ready(self):
         # Connecting receivers: status changes and ESP events, and nurture's part of exporting
         # and erasing what is held about a lead (crm.privacy).
-        from nurture import erasure, export, receivers  # noqa: F401
+        from nurture import erasure, export, receivers, workspace  # noqa: F401

@@ -5,14 +5,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet, Subquery, prefetch_related_objects
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    prefetch_related_objects,
+)
+from django.db.models.fields.json import KT
 from django.template import TemplateSyntaxError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from crm.models import Lead
+from crm.models import Activity, Lead
 from crm.selectors import can_see_all_leads
 from nurture import rendering, schedule
 from nurture.calendar import WorkingCalendar
@@ -198,3 +207,163 @@ def previews(sequence: Sequence, lead) -> list[Preview]:
             email, error = None, str(exc)
         result.append(Preview(numbers, template, email, error))
     return result
+
+
+# --- The nurturing page: enrollments, and which email works ----------------------------------
+
+ANSWERS = (Enrollment.HaltReason.REPLY, Enrollment.HaltReason.CALL)
+
+
+@dataclass(frozen=True)
+class EmailResult:
+    """Email `number` of a sequence: how many enrollments it went to, and how many leads
+    answered (wrote back, called) after it and before the next one."""
+
+    number: int
+    sent: int
+    replied: int
+    called: int
+
+    @property
+    def answered(self) -> int:
+        return self.replied + self.called
+
+    @property
+    def rate(self) -> float | None:
+        """The share that answered, in percent; None when it went to nobody."""
+        return 100 * self.answered / self.sent if self.sent else None
+
+    @property
+    def bar_width(self) -> int:
+        """The rate as a whole number, for the bar's SVG (never localised: "23", not "23,0")."""
+        return round(self.rate or 0)
+
+
+@dataclass(frozen=True)
+class SequenceResults:
+    sequence: Sequence
+    emails: list[EmailResult]
+    answered_before_the_first: int  # stopped by a reply or a call before email 1 went
+
+
+def enrollments_on_the_page(
+    user, *, finished: bool, states=None, sequence=None, manager=None
+) -> QuerySet:
+    """The ids of the nurturing page's enrollments that `user` may see: the active ones by
+    their next send (soonest first), or the finished ones (completed or halted) newest first.
+    Ids only, so that the database sorts and pages the enrollments alone; `enrollment_rows`
+    reads one page's rows."""
+    enrollments = enrollments_visible_to(user)
+    if states:
+        enrollments = enrollments.filter(state__in=states)
+    if sequence is not None:
+        enrollments = enrollments.filter(sequence=sequence)
+    if manager is not None:
+        enrollments = enrollments.filter(lead__responsible=manager)
+    if finished:
+        order = (F("ended_at").desc(nulls_last=True), "-pk")
+    else:
+        order = (F("next_send_at").asc(nulls_last=True), "pk")
+    return enrollments.order_by(*order).values_list("pk", flat=True)
+
+
+def enrollment_rows(ids) -> list[Enrollment]:
+    """The enrollments `ids` (one page of `enrollments_on_the_page`), in that order, with their
+    sequence, lead, lead's status and manager: one query."""
+    ids = list(ids)
+    rows = Enrollment.objects.filter(pk__in=ids).select_related(
+        "sequence", "lead__status", "lead__responsible__profile"
+    )
+    by_id = {row.pk: row for row in rows}
+    return [by_id[pk] for pk in ids if pk in by_id]
+
+
+def email_results(user, *, sequence=None, manager=None) -> list[SequenceResults]:
+    """For each sequence (or just `sequence`) and each of its emails, over the enrollments
+    `user` may see (of `manager`'s leads only, if given): how many got it, how many answered
+    after it. Four queries whatever the numbers: the sequences, the sent emails counted per
+    number, and the answers counted per last email sent (of the halted, of the completed).
+
+    An answer belongs to the last email that actually went before it: a reply or a call that
+    halted the enrollment (a message dispatched but cancelled by the halt does not count), or,
+    once all emails went, the lead's reply or call that ended its Nurturing status before the
+    lead was enrolled again.
+    """
+    enrollments = enrollments_visible_to(user)
+    messages = messages_visible_to(
+        user, OutboundMessage.objects.filter(state=OutboundMessage.State.SENT)
+    )
+    sequences = Sequence.objects.order_by("name")
+    if manager is not None:
+        enrollments = enrollments.filter(lead__responsible=manager)
+        messages = messages.filter(enrollment__lead__responsible=manager)
+    if sequence is not None:
+        sequences = sequences.filter(pk=sequence.pk)
+        enrollments = enrollments.filter(sequence=sequence)
+        messages = messages.filter(enrollment__sequence=sequence)
+    sent = messages.values_list("enrollment__sequence_id", "number").annotate(Count("pk"))
+    sent_counts = {(sequence_id, number): count for sequence_id, number, count in sent.order_by()}
+    answers = {
+        (sequence_id, after, answer): count
+        for sequence_id, after, answer, count in _answers(enrollments)
+    }
+    results = []
+    for each in sequences:
+        went_through = any(key[0] == each.pk for key in [*sent_counts, *answers])
+        if not (each.is_active or went_through or sequence is not None):
+            continue  # switched off, and nobody visible went through it
+        emails = [
+            EmailResult(
+                number,
+                sent_counts.get((each.pk, number), 0),
+                answers.get((each.pk, number, Enrollment.HaltReason.REPLY), 0),
+                answers.get((each.pk, number, Enrollment.HaltReason.CALL), 0),
+            )
+            for number in range(1, each.max_messages + 1)
+        ]
+        before = sum(answers.get((each.pk, None, answer), 0) for answer in ANSWERS)
+        results.append(SequenceResults(each, emails, before))
+    return results
+
+
+def _answers(enrollments: QuerySet):
+    """(sequence id, number of the last email sent or None, "reply", "call" or None, count)
+    of the enrollments among `enrollments` that the lead answered (None: not answered)."""
+    last_sent = OutboundMessage.objects.filter(
+        enrollment=OuterRef("pk"), state=OutboundMessage.State.SENT
+    ).order_by("-number")
+    enrolled_again = Enrollment.objects.filter(
+        lead=OuterRef(OuterRef("lead_id")),
+        sequence=OuterRef(OuterRef("sequence_id")),
+        enrolled_at__gt=OuterRef(OuterRef("enrolled_at")),
+        enrolled_at__lte=OuterRef("created_at"),
+    )
+    # The cause of a status change by the lead is "reply" or "call", as the halt reasons are;
+    # after the last email it counts until the lead is enrolled in the sequence again.
+    answer_after_the_end = (
+        Activity.objects.filter(
+            lead=OuterRef("lead_id"),
+            kind=Activity.Kind.STATUS_CHANGE,
+            payload__cause__in=list(ANSWERS),
+            created_at__gte=OuterRef("ended_at"),
+        )
+        .exclude(Exists(enrolled_again))
+        .order_by("created_at")
+    )
+    after = Subquery(last_sent.values("number")[:1])
+    halted = enrollments.filter(state=Enrollment.State.HALTED, halt_reason__in=ANSWERS).annotate(
+        after=after, answer=F("halt_reason")
+    )
+    # The completed ones nobody answered group under an answer of None, which the caller
+    # ignores: filtering them out would run the subquery twice per row.
+    completed = enrollments.filter(state=Enrollment.State.COMPLETED).annotate(
+        after=after, answer=Subquery(answer_after_the_end.values(cause=KT("payload__cause"))[:1])
+    )
+    # Two queries rather than one: each stays small enough for PostgreSQL not to compile it
+    # (JIT), which alone took longer than running both.
+    for answered in (halted, completed):
+        yield from (
+            answered.values_list("sequence_id", "after", "answer")
+            .annotate(count=Count("pk"))
+            .order_by()
+        )

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_noop, override
 
 from crm.models import Activity, Lead, Notification, StatusChangeCause, user_display_name
 from crm.selectors import can_see_all_leads
-from crm.services import new_activity, new_notification, notify
+from crm.services import add_activities, new_activity, new_notification, notify
 from nurture import schedule
 from nurture.models import Enrollment, OutboundMessage, Sequence, Suppression, normalize_address
 
@@ -169,7 +169,7 @@ def suppress_address(
     halted = _halt(Enrollment.objects.filter(lead__in=leads), HaltReason(reason), now=now)
     suppression.halted = len(halted)
     halted_per_lead = Counter(lead_id for _, lead_id in halted)
-    Activity.objects.bulk_create(
+    add_activities(
         new_activity(
             lead,
             Activity.Kind.NOTE,
@@ -224,7 +224,7 @@ def lift_suppression(
     locked.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
     suppression.lifted_at, suppression.lifted_by, suppression.lift_reason = now, by, reason
     Lead.objects.filter(pk__in=[lead.pk for lead in leads]).update(email_status="", updated_at=now)
-    Activity.objects.bulk_create(
+    add_activities(
         new_activity(
             lead,
             Activity.Kind.NOTE,
@@ -342,4 +342,4 @@ def complete_if_last(messages: list[OutboundMessage]) -> None:
             )
         )
     Notification.objects.bulk_create([n for n in notifications if n is not None])
-    Activity.objects.bulk_create(activities)
+    add_activities(activities)

@@ -10,7 +10,7 @@ class TelephonyConfig(AppConfig):
     def ready(self):
         # Connecting receivers: Anymail's inbound mail, and telephony's part of exporting and
         # erasing what is held about a lead (crm.privacy).
-        from telephony import erasure, export  # noqa: F401
+        from telephony import erasure, export, workspace  # noqa: F401
         from telephony.mail import receivers  # noqa: F401
         from telephony.mail.checks import esp_webhooks_are_secured
 

@@ -11,4 +11,12 @@ urlpatterns: list = [
     path("leads/<int:lead_id>/call/", views.click_to_call, name="click_to_call"),
     path("calls/<int:call_pk>/hangup/", views.hangup, name="hangup"),
     path("calls/<int:call_pk>/transfer/", views.transfer, name="transfer"),
+    path(
+        "calls/<int:call_pk>/attended-transfer/",
+        views.attended_transfer,
+        name="attended_transfer",
+    ),
+    path("calls/<int:call_pk>/hold/", views.hold, name="hold"),
+    path("calls/<int:call_pk>/resume/", views.resume, name="resume"),
+    path("calls/<int:call_pk>/conference/", views.conference, name="conference"),
 ]

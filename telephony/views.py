@@ -1,5 +1,6 @@
 """Telephony over HTTP: the PBX's webhook, the screen pop, the manager's agent state and away
-switch, click-to-call, hang-up and transfer. Thin views over `telephony.calls`.
+switch, click-to-call, and call control (hang up, blind and attended transfer, hold and resume,
+conference). Thin views over `telephony.calls`.
 
 A script (it accepts `application/json`, or sends JSON) gets JSON; a form post (the admin's
 buttons) gets a message and a redirect back, to a safe `next` if one is given.
@@ -82,13 +83,10 @@ def events(request):
 @require_GET
 @logged_in
 def screen_pop(request):
-    """`{"calls": [card, ...], "agent": state}`: the calls ringing on the user's extension."""
-    return JsonResponse(
-        {
-            "calls": selectors.screen_pop(request.user),
-            "agent": selectors.agent_state(request.user),
-        }
-    )
+    """`{"calls": [card, ...], "colleagues": [...], "agent": state}`: the calls ringing or in
+    progress on the user's extension, with their controls during a call."""
+    cards = selectors.screen_pop(request.user, unsupported=pbx.unsupported())
+    return JsonResponse({**cards, "agent": selectors.agent_state(request.user)})
 
 
 @never_cache
@@ -136,34 +134,82 @@ def click_to_call(request, lead_id):
     return _done(request, message, back, call=shown.as_shown_to(request.user, call))
 
 
-@require_POST
-@logged_in
-def hangup(request, call_pk):
-    call = _visible_call(request, call_pk)
-    back = _back(request, _call_page(call))
-    if not _controls(request.user, call):
-        return _refused(request, gettext("You may not control this call."), 403, back)
-    try:
-        pbx.hangup(call)
-    except PBXError as error:
-        return _refused(request, error.message, error.status, back)
-    return _done(request, gettext("The call is being hung up."), back, call=call)
+def call_control(view):
+    """A control of one call: POST only, logged in; a call the user may not see is a 404, one
+    they may see but not control a 403; a PBXError is answered with its status and message.
+    `view(request, call, data)` does it and returns the message for the manager."""
+
+    @require_POST
+    @logged_in
+    @wraps(view)
+    def wrapper(request, call_pk):
+        call = _visible_call(request, call_pk)
+        back = _back(request, _call_page(call))
+        if not _controls(request.user, call):
+            return _refused(request, gettext("You may not control this call."), 403, back)
+        try:
+            message = view(request, call, _data(request))
+        except PBXError as error:
+            return _refused(request, error.message, error.status, back)
+        return _done(request, message, back, call=call)
+
+    return wrapper
 
 
-@require_POST
-@logged_in
-def transfer(request, call_pk):
-    call = _visible_call(request, call_pk)
-    back = _back(request, _call_page(call))
-    if not _controls(request.user, call):
-        return _refused(request, gettext("You may not control this call."), 403, back)
-    to = str(_data(request).get("to", ""))
-    try:
-        pbx.transfer(call, to)
-    except PBXError as error:
-        return _refused(request, error.message, error.status, back)
-    message = gettext("The call is being transferred to %(extension)s.") % {"extension": to}
-    return _done(request, message, back, call=call)
+@call_control
+def hangup(request, call, data):
+    pbx.hangup(call)
+    return gettext("The call is being hung up.")
+
+
+@call_control
+def transfer(request, call, data):
+    """To a colleague (`colleague`: their user id) or to an extension typed in (`to`)."""
+    extension, name = _transfer_target(request, data)
+    pbx.transfer(call, extension)
+    return _transferring(extension, name)
+
+
+@call_control
+def attended_transfer(request, call, data):
+    extension, name = _transfer_target(request, data)
+    pbx.attended_transfer(call, extension)
+    return gettext(
+        "Your phone is calling %(colleague)s: talk to them, then hang up to pass the call on."
+    ) % {"colleague": name or extension}
+
+
+@call_control
+def hold(request, call, data):
+    pbx.hold(call)
+    return gettext("The call is on hold.")
+
+
+@call_control
+def resume(request, call, data):
+    pbx.resume(call)
+    return gettext("The call is back on.")
+
+
+@call_control
+def conference(request, call, data):
+    """Add a colleague (`colleague`) or a number (`to`) to the call."""
+    party, name = _transfer_target(request, data)
+    pbx.conference(call, party)
+    return gettext("Calling %(party)s into the call.") % {"party": name or party}
+
+
+def _transfer_target(request, data) -> tuple[str, str]:
+    """The extension (or number) to pass the call to, and the colleague's name if it is one."""
+    if data.get("colleague") not in (None, ""):
+        return pbx.colleague_extension(request.user, data.get("colleague"))
+    return str(data.get("to", "")), ""
+
+
+def _transferring(extension: str, name: str) -> str:
+    if name:
+        return gettext("The call is being transferred to %(colleague)s.") % {"colleague": name}
+    return gettext("The call is being transferred to %(extension)s.") % {"extension": extension}
 
 
 # --- Answers --------------------------------------------------------------------------------

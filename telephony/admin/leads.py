@@ -6,7 +6,7 @@ from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import ReadOnlyInline
-from crm.lead_page import LeadPanel, lead_panels
+from crm.lead_page import ADMIN, LeadPanel, lead_panels
 from crm.models import display_name_or_dash, user_display_name
 from telephony.calls import pbx, selectors
 from telephony.calls.shown import with_hidden_details
@@ -53,6 +53,8 @@ class CallInline(ReadOnlyInline, admin.TabularInline):
 
 @receiver(lead_panels, dispatch_uid="telephony.admin.lead_panel")
 def calls_on_the_lead_page(sender, request, lead, **kwargs):
+    if kwargs.get("page", ADMIN) != ADMIN:
+        return None  # the workspace card's panel is in workspace.py
     if lead is None:
         return LeadPanel("telephony", order=20, admin_inlines=(CallInline,))
     live_calls = [

@@ -54,11 +54,40 @@ class BadExtension(PBXError):
         super().__init__(_("“%(value)s” is not an extension.") % {"value": value})
 
 
+class BadParty(PBXError):
+    status = 400
+
+    def __init__(self, value):
+        super().__init__(
+            _("“%(value)s” is neither an extension nor a phone number.") % {"value": value}
+        )
+
+
 class CallOver(PBXError):
     status = 409
 
     def __init__(self):
         super().__init__(_("This call is over."))
+
+
+class NotInState(PBXError):
+    """The control does not fit the state the call is in (hold a call on hold...)."""
+
+    status = 409
+
+
+class NotAColleague(PBXError):
+    status = 400
+
+    def __init__(self):
+        super().__init__(_("Choose a colleague with a PBX extension."))
+
+
+class OwnLegNotOnPBX(PBXError):
+    status = 409
+
+    def __init__(self):
+        super().__init__(_("Your phone is not on this call at the PBX."))
 
 
 class CallNotOnPBX(PBXError):

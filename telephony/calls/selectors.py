@@ -1,12 +1,13 @@
 """Reads about calls: who may see a call, who may control one, the screen pop (the caller's
-card while a manager's phone rings) and the manager's own agent state.
+card while a manager's phone rings, and its controls during the call) and the manager's own
+agent state.
 
 The screen pop and the agent state are polled every second by every open CRM page, so they
 stay cheap: a single query each while nothing rings (the common case), a fixed handful while
 something does, however many calls, activities or candidate leads there are.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -15,10 +16,11 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from crm.models import Activity, Lead, user_display_name
+from crm.models import Activity, Lead, Profile, user_display_name
 from crm.selectors import can_see_all_leads, with_status_names
 from nurture.models import Enrollment
 from nurture.selectors import step_description
+from telephony.calls.connectors import Control
 from telephony.models import AgentState, Call
 
 
@@ -29,8 +31,10 @@ def calls_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
     if can_see_all_leads(user):
         return queryset
     candidates = Call.candidate_leads.through.objects.filter(lead__responsible=user)
+    # Their leads as a subquery, not a join: a join reads every lead to filter the calls.
+    own_leads = Lead.objects.filter(responsible=user).values("pk")
     return queryset.filter(
-        Q(lead__responsible=user) | Q(agent=user) | Q(pk__in=candidates.values("call_id"))
+        Q(lead__in=own_leads) | Q(agent=user) | Q(pk__in=candidates.values("call_id"))
     )
 
 
@@ -45,6 +49,10 @@ def controllable_calls(user) -> QuerySet:
 # --- The screen pop -------------------------------------------------------------------------
 
 MAX_CALLS = 5
+# A call in progress whose last event reached the CRM this long ago lost its end event
+# somewhere: its card (and its controls) goes.
+IN_PROGRESS_WINDOW = timedelta(hours=4)
+IN_PROGRESS = (Call.State.ANSWERED, Call.State.ON_HOLD)
 RECENT_ACTIVITIES = 5
 CANDIDATES = 10
 ACTIVITY_FORMAT = "j M, H:i"
@@ -69,11 +77,14 @@ def live_calls_of(lead: Lead) -> QuerySet:
     )
 
 
-def ringing_calls(manager, *, now: datetime | None = None):
-    """Calls ringing on `manager`'s extension now, newest first, with what their cards need."""
-    since = (now or timezone.now()) - Call.RINGING_WINDOW
+def screen_pop_calls(manager, *, now: datetime | None = None):
+    """Calls ringing or in progress on `manager`'s extension now, newest first, with what their
+    cards need."""
+    now = now or timezone.now()
+    ringing = Q(state=Call.State.RINGING, received_at__gte=now - Call.RINGING_WINDOW)
+    in_progress = Q(state__in=IN_PROGRESS, received_at__gte=now - IN_PROGRESS_WINDOW)
     return (
-        Call.objects.filter(agent=manager, state=Call.State.RINGING, received_at__gte=since)
+        Call.objects.filter(ringing | in_progress, agent=manager)
         .exclude(direction=Call.Direction.INTERNAL)
         .select_related("lead__status", "lead__responsible__profile")
         .prefetch_related(
@@ -103,17 +114,108 @@ def ringing_calls(manager, *, now: datetime | None = None):
     )
 
 
-def screen_pop(manager, *, now: datetime | None = None) -> list[dict]:
-    """The cards of the calls ringing on `manager`'s extension, as JSON-ready dicts.
+def screen_pop(manager, *, unsupported: dict | None = None, now: datetime | None = None) -> dict:
+    """`{"calls": [card, ...], "colleagues": [...]}`: the cards of the calls ringing or in
+    progress on `manager`'s extension, as JSON-ready dicts, and during a call the colleagues it
+    can be passed to. A call in progress carries its controls (`unsupported`: the controls the
+    PBX cannot offer and why, from `pbx.unsupported()`; None: every control is off).
 
     A manager sees the details of their own leads only (supervisors of all); for another
     manager's lead the card says whose it is, so the call can be passed on.
     """
-    calls = list(ringing_calls(manager, now=now))
+    calls = list(screen_pop_calls(manager, now=now))
     if not calls:
-        return []
+        return {"calls": [], "colleagues": []}
     card = _CardMaker(manager)
-    return [card.of(call) for call in calls]
+    choices = []
+    if any(call.state in IN_PROGRESS for call in calls):
+        choices = colleague_choices(manager)
+    if unsupported is None:
+        unsupported = dict.fromkeys(Control.ALL, gettext("Call control is off."))
+    if not choices:
+        nobody = gettext("No colleague has a PBX extension to pass the call to.")
+        unsupported = {Control.TRANSFER: nobody, Control.ATTENDED_TRANSFER: nobody, **unsupported}
+    return {
+        "calls": [{**card.of(call), "controls": controls_of(call, unsupported)} for call in calls],
+        "colleagues": choices,
+    }
+
+
+def colleagues(manager) -> QuerySet:
+    """The colleagues `manager` may pass a call to: active users with a PBX extension."""
+    return (
+        Profile.objects.filter(user__is_active=True)
+        .exclude(extension="")
+        .exclude(user=manager)
+        .select_related("user")
+        .order_by("display_name", "user__username")
+    )
+
+
+def colleague_choices(manager) -> list[dict]:
+    """The colleagues as a transfer offers them: their user id and name, nothing else (not
+    even their extension: the server looks it up)."""
+    return [{"id": profile.user_id, "name": profile.name} for profile in colleagues(manager)]
+
+
+def controls_of(call: Call, unsupported: dict) -> list[dict]:
+    """What the manager can do to `call` from its card, each control enabled or disabled with
+    the reason. Every card is of a call on the manager's own extension, which is one
+    `controllable_calls` lets them control; a ringing call has no controls yet."""
+    if call.state not in IN_PROGRESS:
+        return []
+    on_hold = call.state == Call.State.ON_HOLD
+    off_hold_first = gettext("Take the call off hold first.") if on_hold else ""
+
+    def control(name, label, url, *, target="", confirm="", reason="", pbx_name=None):
+        reason = unsupported.get(pbx_name or name) or reason
+        return {
+            "name": name,
+            "label": label,
+            "url": url,
+            "target": target,  # "colleague" or "party": what the control asks for first
+            "confirm": confirm,  # the button that sends it, once the target is chosen
+            "enabled": not reason,
+            "reason": reason,
+        }
+
+    def of_call(url_name):
+        return reverse(url_name, args=[call.pk])
+
+    if on_hold:
+        hold = control(
+            "resume", gettext("Resume"), of_call("telephony:resume"), pbx_name=Control.HOLD
+        )
+    else:
+        hold = control(Control.HOLD, gettext("Hold"), of_call("telephony:hold"))
+    return [
+        hold,
+        control(
+            Control.TRANSFER,
+            gettext("Transfer"),
+            of_call("telephony:transfer"),
+            target="colleague",
+            confirm=gettext("Transfer now"),
+            reason=off_hold_first,
+        ),
+        control(
+            Control.ATTENDED_TRANSFER,
+            gettext("Consult, then transfer"),
+            of_call("telephony:attended_transfer"),
+            target="colleague",
+            confirm=gettext("Call them first"),
+            reason=off_hold_first,
+        ),
+        control(
+            Control.CONFERENCE,
+            gettext("Add a third party"),
+            of_call("telephony:conference"),
+            target="party",
+            confirm=gettext("Call them in"),
+        ),
+        control(Control.DND, gettext("Do not disturb"), reverse("telephony:agent_state")),
+        control(Control.HANGUP, gettext("Hang up"), of_call("telephony:hangup")),
+    ]
 
 
 def agent_state(manager) -> dict:
@@ -147,6 +249,7 @@ class _CardMaker:
         card = {
             "id": call.pk,
             "direction": call.direction,
+            "state": call.state,
             "number": shown_number or number,
             "started_at": call.started_at.isoformat(),
             "kind": Kind.UNKNOWN,
@@ -154,6 +257,7 @@ class _CardMaker:
             "candidates": [],
             "note": "",
             "create_url": "",
+            "new_url": "",
         }
         if call.lead is not None:
             if self.sees(call.lead):
@@ -169,6 +273,7 @@ class _CardMaker:
         elif (number or shown_number) and self.manager.has_perm("crm.add_lead"):
             query = urlencode({"phone_raw": number or shown_number})
             card["create_url"] = f"{reverse('admin:crm_lead_add')}?{query}"
+            card["new_url"] = f"{reverse('crm:lead_new')}?{query}"  # the workspace's form
         return card
 
     def lead(self, lead: Lead) -> dict:
@@ -196,6 +301,7 @@ class _CardMaker:
             # Whose lead it is, when it is not mine.
             "responsible": user_display_name(lead.responsible) if theirs else "",
             "url": reverse("admin:crm_lead_change", args=[lead.pk]),
+            "card_url": reverse("crm:lead_detail", args=[lead.pk]),  # the workspace's card
         }
 
     def hidden_note(self, leads: list[Lead]) -> str:

@@ -36,7 +36,7 @@ from django_celery_beat.models import (
 )
 
 from crm import services as crm_services
-from crm.models import Activity, Lead, LeadStatus, Notification, Profile
+from crm.models import Activity, Lead, LeadStatus, Notification, Profile, Task
 from nurture.models import CalendarDay, Enrollment, MailboxLimit, OutboundMessage, Sequence
 from telephony.calls.agents import set_away
 from telephony.calls.services import apply_event
@@ -135,6 +135,7 @@ def world(settings, make_user, alice, bob, olga, make_lead, django_capture_on_co
         bobs_lead, Activity.Kind.NOTE, "Boris wants a discount", actor=bob
     )
     bobs_notification = crm_services.notify(bob, "Boris called", lead=bobs_lead)
+    bobs_task = crm_services.create_task(bobs_lead, "Call Boris back", now, bob, by=bob)
     set_away(bob, True)
     suppression = suppression_model()
     return SimpleNamespace(
@@ -147,6 +148,7 @@ def world(settings, make_user, alice, bob, olga, make_lead, django_capture_on_co
         bobs_lead=bobs_lead,
         bobs_note=bobs_note,
         bobs_notification=bobs_notification,
+        bobs_task=bobs_task,
         bobs_profile=bob.profile,
         bobs_enrollment=bobs_enrollment,
         bobs_message=bobs_message,
@@ -230,6 +232,7 @@ WATCHED = [
     Lead,
     Activity,
     Notification,
+    Task,
     Profile,
     Enrollment,
     OutboundMessage,
@@ -563,8 +566,126 @@ def webhook_of_the_esp(route):
     )
 
 
+def bobs(url_name, attribute="bobs_lead", method="get", data=None):
+    """bob's thing at the workspace's `url_name`: alice gets a 404, bob gets through."""
+    return Refused(
+        lambda world: reverse(url_name, args=[getattr(world, attribute).pk]),
+        method=method,
+        data=data,
+        statuses=(404,),
+        passes="bob",
+    )
+
+
+def bobs_lead_title(world):
+    return world.bobs_lead.title
+
+
+def bobs_lead_name(world):
+    return world.bobs_lead.display_name
+
+
+SENT_ONE = 'data-label="Sent">1<'  # the nurturing page's count of who got an email
+
+
+WORKSPACE_CASES = {
+    "": NotShown(lambda world: reverse("crm:today"), lambda world: "Boris called", "bob"),
+    "leads/": NotShown(lambda world: reverse("crm:lead_list"), bobs_lead_title, "bob"),
+    "leads/new/": Nobodys("a new lead is the reader's own", lambda world: reverse("crm:lead_new")),
+    "leads/<int:lead_id>/": bobs("crm:lead_detail"),
+    "leads/<int:lead_id>/edit/": bobs("crm:lead_edit"),
+    "leads/<int:lead_id>/status/": bobs(
+        "crm:lead_status", method="post", data=lambda world: {"status": "junk"}
+    ),
+    "leads/<int:lead_id>/notes/": bobs(
+        "crm:lead_note", method="post", data=lambda world: {"text": "Mine now"}
+    ),
+    "pipeline/": NotShown(lambda world: reverse("crm:pipeline"), bobs_lead_title, "bob"),
+    "pipeline/<slug:code>/": NotShown(
+        lambda world: reverse(
+            "crm:pipeline_column", args=[Lead.objects.get(pk=world.bobs_lead.pk).status.code]
+        ),
+        bobs_lead_title,
+        "bob",
+    ),
+    "pipeline/move/<int:lead_id>/": bobs(
+        "crm:pipeline_move", method="post", data=lambda world: {"status": "junk"}
+    ),
+    "notifications/": NotShown(
+        lambda world: reverse("crm:notification_list"), lambda world: "Boris called", "bob"
+    ),
+    "notifications/<int:notification_id>/": bobs(
+        "crm:notification_open", attribute="bobs_notification"
+    ),
+    "notifications/read/": Nobodys("marks the reader's own notifications read (POST only)"),
+    "nurturing/": [  # bob's lead called: its nurturing is finished
+        NotShown(
+            lambda world: reverse("nurturing:overview") + "?state=finished",
+            bobs_lead_title,
+            "bob",
+        ),
+        # a manager's filter by a colleague is not offered, and asking for it shows her own
+        NotShown(
+            lambda world: reverse("nurturing:overview") + f"?state=finished&manager={world.bob.pk}",
+            bobs_lead_title,
+        ),
+    ],
+    "nurturing/emails/": [  # bob's lead got email 1: only his and olga's numbers count it
+        NotShown(lambda world: reverse("nurturing:emails"), lambda world: SENT_ONE, "bob"),
+        NotShown(
+            lambda world: reverse("nurturing:emails") + f"?manager={world.bob.pk}",
+            lambda world: SENT_ONE,
+        ),
+    ],
+    "leads/<int:lead_id>/tasks/": bobs(
+        "crm:lead_task", method="post", data=lambda world: {"title": "Mine", "when": "tomorrow"}
+    ),
+    "tasks/<int:task_id>/done/": bobs("crm:task_done", attribute="bobs_task", method="post"),
+    "accounts/language/": Nobodys("sets the reader's own language (POST only)"),
+    "healthz": Nobodys("says whether the installation can send; nothing of anyone's"),
+    "dev/mail/": Nobodys("development only (DEBUG on, staff): the emails not sent"),
+    "dev/mail/<str:name>/": Nobodys("development only (DEBUG on, staff): one email not sent"),
+    "nurture/enrollments/<int:enrollment_id>/stop/": bobs(
+        "nurture:stop", attribute="bobs_enrollment", method="post"
+    ),
+    "nurture/enrollments/<int:enrollment_id>/restart/": bobs(
+        "nurture:restart", attribute="bobs_enrollment", method="post"
+    ),
+    # The calls page: bob's lead is never named in alice's log or CSV (she took one of its
+    # calls: it reads "a lead of Bob Manager"), nor bob in her report; she filters by herself.
+    "calls/": [
+        NotShown(lambda world: reverse("calls:log"), bobs_lead_name, "bob"),
+        Refused(lambda world: reverse("calls:log") + f"?manager={world.bob.pk}", passes="bob"),
+    ],
+    "calls/export.csv": [
+        NotShown(lambda world: reverse("calls:export"), bobs_lead_name, "bob"),
+        Refused(lambda world: reverse("calls:export") + f"?manager={world.bob.pk}", passes="bob"),
+    ],
+    "calls/report/": [
+        NotShown(lambda world: reverse("calls:report"), lambda world: ">Bob Manager</td>"),
+        Refused(lambda world: reverse("calls:report") + f"?manager={world.bob.pk}", passes="bob"),
+    ],
+    "accounts/login/": Nobodys("the sign-in form", lambda world: reverse("login")),
+    "accounts/logout/": Nobodys("ends the reader's own session (POST only)"),
+    "accounts/password/": Nobodys(
+        "the reader's own password", lambda world: reverse("password_change")
+    ),
+    "accounts/password/done/": Nobodys("the reader's own password"),
+    "accounts/password/reset/": Nobodys("asks for a link to the address's own account"),
+    "accounts/password/reset/sent/": Nobodys("says a link was sent"),
+    "accounts/password/reset/<uidb64>/<token>/": Nobodys("a token mailed to the account opens it"),
+    "accounts/password/reset/complete/": Nobodys("says the password was set"),
+}
+WORKSPACE_CASES["leads/bulk/"] = Refused(  # several leads at once: one of bob's is enough
+    lambda world: reverse("crm:lead_bulk"),
+    method="post",
+    data=lambda world: {"leads": [world.bobs_lead.pk], "status": "junk"},
+    statuses=(404,),
+    passes="bob",
+)
+
 OTHER_CASES = {
-    "": Nobodys("redirects to the admin", lambda world: "/"),
+    **WORKSPACE_CASES,
     "i18n/setlang/": Nobodys("sets the reader's own language"),
     "nurture/unsubscribe/<str:token>/": Refused(
         lambda world: reverse("nurture:unsubscribe", args=[f"{world.bobs_message.pk}:forged"]),
@@ -604,6 +725,32 @@ OTHER_CASES = {
     ),
     "telephony/calls/<int:call_pk>/transfer/": Refused(
         lambda world: reverse("telephony:transfer", args=[world.bobs_call.pk]),
+        method="post",
+        data=lambda world: {"to": "203"},
+        statuses=(404,),
+        passes="bob",
+    ),
+    "telephony/calls/<int:call_pk>/attended-transfer/": Refused(
+        lambda world: reverse("telephony:attended_transfer", args=[world.bobs_call.pk]),
+        method="post",
+        data=lambda world: {"to": "203"},
+        statuses=(404,),
+        passes="bob",
+    ),
+    "telephony/calls/<int:call_pk>/hold/": Refused(
+        lambda world: reverse("telephony:hold", args=[world.bobs_call.pk]),
+        method="post",
+        statuses=(404,),
+        passes="bob",
+    ),
+    "telephony/calls/<int:call_pk>/resume/": Refused(
+        lambda world: reverse("telephony:resume", args=[world.bobs_call.pk]),
+        method="post",
+        statuses=(404,),
+        passes="bob",
+    ),
+    "telephony/calls/<int:call_pk>/conference/": Refused(
+        lambda world: reverse("telephony:conference", args=[world.bobs_call.pk]),
         method="post",
         data=lambda world: {"to": "203"},
         statuses=(404,),

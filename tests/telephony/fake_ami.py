@@ -3,8 +3,8 @@
 It greets with the banner, checks the Login, and then:
 - to a connection that logged in for events, replays the next recorded transcript (and drops
   the connection afterwards when told to);
-- answers actions (Originate, Hangup, BlindTransfer, Redirect, DBPut, DBDel, CoreShowChannels,
-  Ping, Logoff) like Asterisk does, recording each action it got.
+- answers actions (Originate, Hangup, BlindTransfer, Atxfer, Redirect, Bridge, DBPut, DBDel,
+  CoreShowChannels, Ping, Logoff) like Asterisk does, recording each action it got.
 """
 
 import asyncio
@@ -23,6 +23,8 @@ SUCCESS_MESSAGES = {
     "Hangup": "Channel Hungup",
     "BlindTransfer": "Transfer succeeded",
     "Redirect": "Redirect successful",
+    "Atxfer": "Atxfer successfully queued",
+    "Bridge": "Channels have been bridged",
     "DBPut": "Updated database successfully",
     "DBDel": "Key deleted successfully",
 }
@@ -33,6 +35,14 @@ def transcript(name: str) -> list[str]:
     text = (TRANSCRIPTS / name).read_text()
     blocks = [block.strip("\n") for block in text.split("\n\n") if block.strip()]
     return [CRLF.join(block.split("\n")) + CRLF + CRLF for block in blocks]
+
+
+def channels(name: str) -> list[dict]:
+    """The channels of a recorded CoreShowChannels answer, as the fake server lists them."""
+    return [
+        {key: value for key, value in parse_pairs(block.strip(CRLF).split(CRLF)) if key != "Event"}
+        for block in transcript(name)
+    ]
 
 
 def message(**fields) -> str:
@@ -183,14 +193,10 @@ class FakeAMI:
         elif name == "CoreShowChannels":
             await self._core_show_channels(writer, action_id)
         else:
-            await self._send(
-                writer,
-                message(
-                    Response="Success",
-                    ActionID=action_id,
-                    Message=SUCCESS_MESSAGES.get(name, "Success"),
-                ),
-            )
+            text = SUCCESS_MESSAGES.get(name, "Success")
+            if name == "Redirect" and action.get("ExtraChannel"):
+                text = "Dual Redirect successful"
+            await self._send(writer, message(Response="Success", ActionID=action_id, Message=text))
         return True
 
     async def _core_show_channels(self, writer, action_id):

@@ -19,7 +19,7 @@ def alices_admin(browser_page, log_in, alice, expect):
     return browser_page
 
 
-def test_the_callers_card_pops_on_alices_page_and_goes_when_she_answers(
+def test_the_callers_card_pops_on_alices_page_and_goes_when_the_call_ends(
     alices_admin, calling_lead, ring, expect, tmp_path
 ):
     card = alices_admin.locator(".screen-pop-card")
@@ -36,8 +36,12 @@ def test_the_callers_card_pops_on_alices_page_and_goes_when_she_answers(
 
     ring("call.answered")
 
-    expect(card).to_have_count(0, timeout=POP_BUDGET)
+    expect(card.locator(".screen-pop-controls")).to_be_visible(timeout=POP_BUDGET)
     expect(alices_admin.locator("#agent-state-value")).to_have_text("busy (on a call)")
+
+    ring("call.ended")
+
+    expect(card).to_have_count(0, timeout=POP_BUDGET)
 
 
 def test_an_unknown_number_pops_a_link_to_create_the_lead(alices_admin, ring, expect):

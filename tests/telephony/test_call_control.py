@@ -1,19 +1,25 @@
-"""Click-to-call, hang-up, transfer and the away switch (do-not-disturb at the PBX), against a
-fake AMI server and a real HTTP server on loopback."""
+"""Click-to-call, hang-up, transfers, hold, conference and the away switch (do-not-disturb at
+the PBX), and the controls the screen pop offers for each PBX, against a fake AMI server
+replaying Asterisk's answers and a real HTTP server on loopback."""
 
 import json
 import socket
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from crm.models import Activity, LeadStatus
 from telephony.calls import connectors, services
 from telephony.calls.agents import state_of
 from telephony.models import Call
+from tests.telephony import fake_ami
+from tests.telephony.conftest import call_event
 from tests.telephony.fake_ami import FakeAMI
 
 JSON = {"HTTP_ACCEPT": "application/json"}
@@ -465,3 +471,422 @@ def test_the_call_button_is_off_without_a_pbx(no_pbx, alice, calling_lead):
 
 def test_the_new_lead_page_still_renders(ami_server, alice):
     assert client_for(alice).get(reverse("admin:crm_lead_add")).status_code == 200
+
+
+# --- the controls on the screen pop ------------------------------------------------------------
+
+SCREEN_POP = reverse("telephony:screen_pop")
+# The call recorded in ami_transcripts/inbound_answered.txt, as far as it has got in
+# in_progress_channels.txt (CoreShowChannels while it is on): the lead's leg on the trunk and
+# alice's phone, bridged; bob's call on another Linkedid.
+RECORDED_CALL_ID = "1763974800.1"
+LEADS_LEG, ALICES_LEG = "PJSIP/sipnet-00000001", "PJSIP/201-00000002"
+
+
+@pytest.fixture
+def dialplan(settings):
+    """The hold and conference contexts an Asterisk admin adds (README "Calls")."""
+    settings.TELEPHONY_AMI_HOLD_CONTEXT = "crm-hold"
+    settings.TELEPHONY_AMI_CONFERENCE_CONTEXT = "crm-conference"
+
+
+@pytest.fixture
+def call_in_progress(ami_server, dialplan, alice, bob, calling_lead, apply):
+    """The lead on the phone with alice, as the AMI listener recorded it; the PBX lists the
+    call's channels as Asterisk did."""
+    ami_server.channels = fake_ami.channels("in_progress_channels.txt")
+    ringing, answered = apply(
+        call_event("call.ringing", call_id=RECORDED_CALL_ID, at=timezone.now()),
+        call_event("call.answered", call_id=RECORDED_CALL_ID, at=timezone.now()),
+        source="ami",
+    )
+    return answered
+
+
+def post_control(user, name, call, data=None):
+    return client_for(user).post(
+        reverse(f"telephony:{name}", args=[call.pk]),
+        data or {},
+        content_type="application/json",
+        **JSON,
+    )
+
+
+def card_of(user, call):
+    data = client_for(user).get(SCREEN_POP).json()
+    (card,) = [card for card in data["calls"] if card["id"] == call.pk]
+    return card, data
+
+
+def controls(card):
+    return {control["name"]: control for control in card["controls"]}
+
+
+def test_the_card_of_a_call_in_progress_carries_every_control(alice, bob, call_in_progress):
+    card, data = card_of(alice, call_in_progress)
+
+    assert card["state"] == "answered"
+    assert [c["name"] for c in card["controls"]] == [
+        "hold",
+        "transfer",
+        "attended_transfer",
+        "conference",
+        "dnd",
+        "hangup",
+    ]
+    assert all(c["enabled"] and not c["reason"] for c in card["controls"])
+    hold = controls(card)["hold"]
+    assert (hold["label"], hold["url"]) == (
+        "Hold",
+        reverse("telephony:hold", args=[call_in_progress.pk]),
+    )
+    assert controls(card)["transfer"]["target"] == "colleague"
+    assert controls(card)["conference"]["target"] == "party"
+    assert controls(card)["dnd"]["url"] == AGENT_STATE
+    # Colleagues by name only: the server looks their extension up.
+    assert data["colleagues"] == [{"id": bob.pk, "name": "Bob Manager"}]
+    assert '"202"' not in json.dumps(data)
+
+
+def test_a_ringing_call_has_no_controls_yet(ami_server, dialplan, alice, calling_lead, apply):
+    apply(call_event("call.ringing", at=timezone.now()))
+
+    (card,) = client_for(alice).get(SCREEN_POP).json()["calls"]
+
+    assert (card["state"], card["controls"]) == ("ringing", [])
+
+
+def test_the_card_goes_when_the_call_ends(alice, call_in_progress, apply):
+    apply(call_event("call.ended", call_id=RECORDED_CALL_ID, at=timezone.now()), source="ami")
+
+    assert client_for(alice).get(SCREEN_POP).json()["calls"] == []
+
+
+def test_a_call_in_progress_that_lost_its_end_goes_after_hours(alice, call_in_progress):
+    with time_machine.travel(timezone.now() + timedelta(hours=5), tick=False):
+        assert client_for(alice).get(SCREEN_POP).json()["calls"] == []
+
+
+def test_without_the_dialplan_contexts_hold_and_conference_say_why_not(
+    settings, alice, call_in_progress
+):
+    settings.TELEPHONY_AMI_HOLD_CONTEXT = settings.TELEPHONY_AMI_CONFERENCE_CONTEXT = ""
+
+    card, _ = card_of(alice, call_in_progress)
+
+    hold, conference = controls(card)["hold"], controls(card)["conference"]
+    assert hold["enabled"] is False
+    assert hold["reason"].startswith("Hold is off: the PBX has no hold context set up")
+    assert conference["enabled"] is False
+    assert "TELEPHONY_AMI_CONFERENCE_CONTEXT" in conference["reason"]
+    assert controls(card)["transfer"]["enabled"] is True
+
+
+def test_a_webhook_and_click_to_call_pbx_shows_every_control_disabled_with_the_reason(
+    http_pbx, alice, bob, calling_lead, apply
+):
+    (call,) = apply(call_event("call.answered", at=timezone.now()))
+
+    card, _ = card_of(alice, call)
+
+    reasons = {c["name"]: c["reason"] for c in card["controls"] if not c["enabled"]}
+    assert reasons == {
+        "hold": "This PBX connection cannot put calls on hold.",
+        "transfer": "This PBX connection cannot transfer calls.",
+        "attended_transfer": "This PBX connection cannot transfer calls.",
+        "conference": "This PBX connection cannot add a third party to a call.",
+        "dnd": "This PBX connection cannot switch do-not-disturb.",
+        "hangup": "This PBX connection cannot hang up calls.",
+    }
+
+
+def test_with_no_pbx_every_control_says_so(no_pbx, alice, bob, calling_lead, apply):
+    (call,) = apply(call_event("call.answered", at=timezone.now()))
+
+    card, _ = card_of(alice, call)
+
+    assert {c["enabled"] for c in card["controls"]} == {False}
+    assert {c["reason"] for c in card["controls"]} == {
+        "No PBX is configured: click-to-call and call control are off."
+    }
+
+
+def test_with_nobody_to_pass_the_call_to_transfers_say_why(
+    ami_server, dialplan, alice, calling_lead, apply
+):
+    (call,) = apply(call_event("call.answered", at=timezone.now()))  # bob does not exist
+
+    card, data = card_of(alice, call)
+
+    assert data["colleagues"] == []
+    assert controls(card)["transfer"]["reason"] == (
+        "No colleague has a PBX extension to pass the call to."
+    )
+    assert controls(card)["conference"]["enabled"] is True  # a number can still be added
+
+
+def test_the_screen_pop_of_a_call_in_progress_takes_a_few_queries(
+    alice, call_in_progress, make_user, django_assert_max_num_queries
+):
+    for n in range(5):
+        make_user(f"colleague{n}", "Managers", extension=f"30{n}")
+    client = client_for(alice)
+
+    with django_assert_max_num_queries(11):
+        data = client.get(SCREEN_POP).json()
+
+    assert len(data["colleagues"]) == 6
+
+
+# --- hold and resume -----------------------------------------------------------------------
+
+
+def test_hold_moves_both_legs_to_the_hold_context_and_the_card_offers_resume(
+    ami_server, alice, call_in_progress
+):
+    response = post_control(alice, "hold", call_in_progress)
+
+    assert (response.status_code, response.json()["message"]) == (200, "The call is on hold.")
+    assert [a["Action"] for a in ami_server.actions] == ["CoreShowChannels", "Redirect"]
+    redirect = ami_server.actions[-1]
+    assert (redirect["Channel"], redirect["Context"], redirect["Exten"]) == (
+        LEADS_LEG,
+        "crm-hold",
+        "hold",
+    )
+    assert (redirect["ExtraChannel"], redirect["ExtraContext"], redirect["ExtraExten"]) == (
+        ALICES_LEG,
+        "crm-hold",
+        "wait",
+    )
+    assert (redirect["Priority"], redirect["ExtraPriority"]) == ("1", "1")
+    call_in_progress.refresh_from_db()
+    assert call_in_progress.state == Call.State.ON_HOLD
+    assert state_of(alice).state == "on_hold"
+    card, _ = card_of(alice, call_in_progress)
+    assert card["state"] == "on_hold"
+    assert [c["name"] for c in card["controls"]][0] == "resume"
+    assert controls(card)["transfer"] == {
+        **controls(card)["transfer"],
+        "enabled": False,
+        "reason": "Take the call off hold first.",
+    }
+
+
+def test_resume_bridges_the_two_legs_again(ami_server, alice, call_in_progress):
+    post_control(alice, "hold", call_in_progress)
+
+    response = post_control(alice, "resume", call_in_progress)
+
+    assert response.json()["message"] == "The call is back on."
+    bridge = ami_server.actions[-1]
+    assert (bridge["Action"], bridge["Channel1"], bridge["Channel2"], bridge["Tone"]) == (
+        "Bridge",
+        ALICES_LEG,
+        LEADS_LEG,
+        "no",
+    )
+    call_in_progress.refresh_from_db()
+    assert call_in_progress.state == Call.State.ANSWERED
+    assert state_of(alice).state == "busy"
+
+
+def test_hold_and_resume_out_of_turn_are_refused(ami_server, alice, call_in_progress):
+    resume = post_control(alice, "resume", call_in_progress)
+    post_control(alice, "hold", call_in_progress)
+    again = post_control(alice, "hold", call_in_progress)
+
+    assert (resume.status_code, resume.json()["error"]) == (409, "This call is not on hold.")
+    assert (again.status_code, again.json()["error"]) == (409, "This call is already on hold.")
+    assert len(ami_server.actions_named("Redirect")) == 1
+
+
+def test_a_hold_the_pbx_refuses_leaves_the_call_as_it_was(ami_server, alice, call_in_progress):
+    ami_server.errors["Redirect"] = "Channel specified does not exist"
+
+    response = post_control(alice, "hold", call_in_progress)
+
+    assert (response.status_code, response.json()["error"]) == (
+        502,
+        "The PBX refused: Channel specified does not exist",
+    )
+    call_in_progress.refresh_from_db()
+    assert call_in_progress.state == Call.State.ANSWERED
+
+
+def test_hold_without_a_hold_context_sends_nothing(settings, ami_server, alice, call_in_progress):
+    settings.TELEPHONY_AMI_HOLD_CONTEXT = ""
+
+    response = post_control(alice, "hold", call_in_progress)
+
+    assert response.status_code == 501
+    assert "TELEPHONY_AMI_HOLD_CONTEXT" in response.json()["error"]
+    assert not ami_server.actions
+
+
+# --- transfers -----------------------------------------------------------------------------
+
+
+def test_attended_transfer_to_a_colleague_is_atxfer_of_the_managers_channel(
+    ami_server, alice, bob, call_in_progress
+):
+    response = post_control(alice, "attended_transfer", call_in_progress, {"colleague": bob.pk})
+
+    assert response.status_code == 200
+    assert response.json()["message"] == (
+        "Your phone is calling Bob Manager: talk to them, then hang up to pass the call on."
+    )
+    (atxfer,) = ami_server.actions_named("Atxfer")
+    assert (atxfer["Channel"], atxfer["Context"], atxfer["Exten"]) == (
+        ALICES_LEG,
+        "from-internal",
+        "202",
+    )
+
+
+def test_blind_transfer_to_a_colleague_names_them(ami_server, alice, bob, call_in_progress):
+    response = post_control(alice, "transfer", call_in_progress, {"colleague": bob.pk})
+
+    assert response.json()["message"] == "The call is being transferred to Bob Manager."
+    (transfer,) = ami_server.actions_named("BlindTransfer")
+    assert (transfer["Channel"], transfer["Exten"]) == (ALICES_LEG, "202")
+
+
+@pytest.mark.parametrize("colleague", ["alice", "olga", "nobody", "202; drop"])
+def test_only_a_colleague_with_an_extension_can_be_chosen(
+    ami_server, alice, bob, olga, call_in_progress, colleague
+):
+    pk = {"alice": alice.pk, "olga": olga.pk, "nobody": 10**6}.get(colleague, colleague)
+
+    response = post_control(alice, "attended_transfer", call_in_progress, {"colleague": pk})
+
+    assert (response.status_code, response.json()["error"]) == (
+        400,
+        "Choose a colleague with a PBX extension.",
+    )
+    assert not ami_server.actions
+
+
+def test_an_attended_transfer_the_pbx_refuses_says_why(ami_server, alice, bob, call_in_progress):
+    ami_server.errors["Atxfer"] = "No attended transfer feature code found"
+
+    response = post_control(alice, "attended_transfer", call_in_progress, {"colleague": bob.pk})
+
+    assert (response.status_code, response.json()["error"]) == (
+        502,
+        "The PBX refused: No attended transfer feature code found",
+    )
+
+
+def test_an_attended_transfer_without_the_managers_phone_on_the_call_is_refused(
+    ami_server, alice, bob, call_in_progress
+):
+    ami_server.channels = [c for c in ami_server.channels if c["Channel"] != ALICES_LEG]
+
+    response = post_control(alice, "attended_transfer", call_in_progress, {"colleague": bob.pk})
+
+    assert (response.status_code, response.json()["error"]) == (
+        409,
+        "Your phone is not on this call at the PBX.",
+    )
+    assert not ami_server.actions_named("Atxfer")
+
+
+# --- conference ----------------------------------------------------------------------------
+
+
+def test_a_conference_moves_both_legs_into_a_room_and_rings_the_third_party(
+    ami_server, alice, call_in_progress
+):
+    response = post_control(alice, "conference", call_in_progress, {"to": "+7 (495) 111-22-33"})
+
+    assert response.json()["message"] == "Calling +7 (495) 111-22-33 into the call."
+    room = str(call_in_progress.pk)
+    redirect, originate = ami_server.actions_named("Redirect") + ami_server.actions_named(
+        "Originate"
+    )
+    assert (redirect["Channel"], redirect["Context"], redirect["Exten"]) == (
+        LEADS_LEG,
+        "crm-conference",
+        room,
+    )
+    assert (redirect["ExtraChannel"], redirect["ExtraExten"]) == (ALICES_LEG, room)
+    assert originate["Channel"] == "Local/+74951112233@from-internal"
+    assert (originate["Context"], originate["Exten"], originate["Priority"]) == (
+        "crm-conference",
+        room,
+        "1",
+    )
+    assert originate["Async"] == "true"
+
+
+def test_a_colleague_joins_a_conference_by_name(ami_server, alice, bob, call_in_progress):
+    response = post_control(alice, "conference", call_in_progress, {"colleague": bob.pk})
+
+    assert response.json()["message"] == "Calling Bob Manager into the call."
+    (originate,) = ami_server.actions_named("Originate")
+    assert originate["Channel"] == "Local/202@from-internal"
+
+
+def test_a_conference_needs_a_number(ami_server, alice, call_in_progress):
+    response = post_control(alice, "conference", call_in_progress, {"to": "202@evil"})
+
+    assert (response.status_code, response.json()["error"]) == (
+        400,
+        "“202@evil” is neither an extension nor a phone number.",
+    )
+    assert not ami_server.actions
+
+
+def test_the_http_connector_cannot_hold_or_confer(http_pbx, alice, calling_lead, apply):
+    (call,) = apply(call_event("call.answered", at=timezone.now()))
+
+    hold = post_control(alice, "hold", call)
+    conference = post_control(alice, "conference", call, {"to": "203"})
+
+    assert (hold.status_code, hold.json()["error"]) == (
+        501,
+        "This PBX connection cannot put calls on hold.",
+    )
+    assert conference.json()["error"] == "This PBX connection cannot add a third party to a call."
+    assert not http_pbx.requests
+
+
+# --- who may --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["attended_transfer", "hold", "resume", "conference"])
+def test_a_manager_cannot_touch_another_managers_call(ami_server, bob, live_call, name):
+    response = client_for(bob).post(reverse(f"telephony:{name}", args=[live_call.pk]), {"to": "1"})
+
+    assert response.status_code == 404
+    assert not ami_server.actions
+
+
+@pytest.mark.parametrize("name", ["attended_transfer", "hold", "resume", "conference"])
+def test_the_new_controls_are_post_only_with_a_csrf_token(ami_server, alice, live_call, name):
+    url = reverse(f"telephony:{name}", args=[live_call.pk])
+
+    assert client_for(alice).get(url).status_code == 405
+    assert Client().post(url, **JSON).status_code == 403
+    assert client_for(alice, enforce_csrf_checks=True).post(url).status_code == 403
+    assert not ami_server.actions
+
+
+@pytest.mark.parametrize("name", ["attended_transfer", "hold", "resume", "conference"])
+def test_a_call_a_manager_may_see_but_not_control_answers_403(
+    ami_server, dialplan, alice, bob, make_lead, apply, name
+):
+    make_lead(alice, title="Flower shop", email="f@x.example", phone_raw="+79163333333")
+    make_lead(bob, title="Flower farm", email="g@x.example", phone_raw="+79163333333")
+    (call,) = apply(
+        call_event("call.answered", from_number="+79163333333", extension="202")
+    )  # on bob's phone; one of the leads it may be from is alice's
+
+    response = post_control(alice, name, call, {"to": "201"})
+
+    assert (response.status_code, response.json()["error"]) == (
+        403,
+        "You may not control this call.",
+    )
+    assert not ami_server.actions

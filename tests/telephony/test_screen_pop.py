@@ -89,8 +89,8 @@ def test_bob_sees_nothing_of_alices_call(client, alice, bob, calling_lead, ring)
     assert cards_for(client, bob) == []
 
 
-@pytest.mark.parametrize("event", ["call.answered", "call.ended"])
-def test_the_card_goes_once_the_call_stops_ringing(client, alice, calling_lead, ring, event):
+@pytest.mark.parametrize("event", ["call.transferred", "call.ended"])
+def test_the_card_goes_once_the_call_is_passed_on_or_over(client, alice, calling_lead, ring, event):
     ring("call.ringing")
     ring(event)
 
@@ -226,8 +226,8 @@ def test_anonymous_scripts_get_403_to_stop_polling_and_browsers_the_login_page(c
         client.post(AGENT_STATE, {"away": True}, content_type="application/json").status_code == 403
     )
 
-    assert client.get(SCREEN_POP).url.startswith(reverse("admin:login"))
-    assert client.post(AGENT_STATE, {"away": "true"}).url.startswith(reverse("admin:login"))
+    assert client.get(SCREEN_POP).url.startswith(reverse("login"))
+    assert client.post(AGENT_STATE, {"away": "true"}).url.startswith(reverse("login"))
 
 
 def test_alice_sets_herself_away_and_back(client, alice, settings):
@@ -283,7 +283,7 @@ def test_admin_pages_of_a_manager_with_an_extension_load_the_screen_pop(client, 
     page = client.get(reverse("admin:index")).content.decode()
     assert "telephony/screen_pop.js" in page
     assert 'id="agent-state"' in page
-    assert "<title>Site administration | Django site admin</title>" in page
+    assert "<title>Configuration | Nurture CRM</title>" in page
     config = page.split('<script type="application/json" id="screen-pop-config">')[1]
     config = json.loads(config.split("</script>")[0])
     assert config["urls"] == {"screenPop": SCREEN_POP, "agentState": AGENT_STATE}

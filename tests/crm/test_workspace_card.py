@@ -1,0 +1,230 @@
+"""The lead card: the timeline, notes, status buttons, the edit and new forms, duplicates,
+and the panels nurture and telephony add."""
+
+import pytest
+from django.urls import reverse
+
+from crm.models import Activity, Lead, Notification
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_the_timeline_shows_newest_first_with_notes_and_reasons(alices_client, alice, make_lead):
+    lead = make_lead(alice)
+    alices_client.post(
+        reverse("crm:lead_note", args=[lead.pk]), {"text": "Wants a quote by Friday"}
+    )
+    alices_client.post(
+        reverse("crm:lead_status", args=[lead.pk]), {"status": "in_progress", "reason": "called"}
+    )
+
+    page = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
+
+    assert (
+        page.index("In progress")
+        < page.index("Wants a quote by Friday")
+        < page.index("Lead created")
+    )
+    assert "Reason: called" in page
+
+
+def test_a_note_through_htmx_answers_the_timeline_fragment(alices_client, alice, make_lead):
+    lead = make_lead(alice)
+
+    answer = alices_client.post(
+        reverse("crm:lead_note", args=[lead.pk]),
+        {"text": "Send prices"},
+        headers={"HX-Request": "true"},
+    )
+
+    assert answer.status_code == 200
+    assert "<html" not in answer.content.decode() and "Send prices" in answer.content.decode()
+    note = lead.activities.get(kind=Activity.Kind.NOTE)
+    assert note.actor == alice and note.summary == "Send prices"
+
+
+def test_an_empty_note_is_refused_and_nothing_is_written(alices_client, alice, make_lead):
+    lead = make_lead(alice)
+
+    answer = alices_client.post(reverse("crm:lead_note", args=[lead.pk]), {"text": ""})
+
+    assert answer.status_code == 400
+    assert not lead.activities.filter(kind=Activity.Kind.NOTE).exists()
+
+
+def test_an_unknown_status_is_a_400_and_the_status_stays(alices_client, alice, make_lead):
+    lead = make_lead(alice)
+
+    answer = alices_client.post(reverse("crm:lead_status", args=[lead.pk]), {"status": "gone"})
+
+    assert answer.status_code == 400
+    lead.refresh_from_db()
+    assert lead.status.code == "new"
+
+
+def test_moving_to_nurturing_shows_the_planned_emails_on_the_card(
+    alices_client, alice, make_lead, django_capture_on_commit_callbacks
+):
+    lead = make_lead(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        alices_client.post(reverse("crm:lead_status", args=[lead.pk]), {"status": "nurturing"})
+
+    page = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
+
+    assert "Email 1 of 6 goes on" in page
+    assert page.count("(planned)") == 6
+    assert "Stop nurturing" in page
+
+
+def test_a_new_lead_with_a_colleagues_email_is_shown_the_other_lead_before_saving(
+    alices_client, alice, bob, make_lead
+):
+    bobs = make_lead(bob, first_name="Boris", email="boris@client.example")
+
+    first = alices_client.post(
+        reverse("crm:lead_new"), {"title": "Bakery site", "email": "Boris@Client.example"}
+    )
+
+    assert first.status_code == 400
+    page = first.content.decode()
+    assert "Another lead has this email or phone" in page and "manager Bob" in page
+    assert "Boris" not in page.split("Another lead has")[1].split("</section>")[0]
+    assert Lead.objects.count() == 1
+
+    saved = alices_client.post(
+        reverse("crm:lead_new"),
+        {"title": "Bakery site", "email": "boris@client.example", "save_anyway": "on"},
+    )
+
+    assert saved.status_code == 302
+    mine = Lead.objects.exclude(pk=bobs.pk).get()
+    assert mine.responsible == alice
+    told = Notification.objects.get(user=bob)
+    assert told.lead == bobs and "Alice" in told.message
+
+
+def test_a_duplicate_phone_is_found_however_it_was_typed(alices_client, alice, make_lead):
+    make_lead(alice, email="", phone_raw="+7 916 123-45-67")
+
+    answer = alices_client.post(
+        reverse("crm:lead_new"), {"title": "Second", "phone_raw": "8 (916) 1234567"}
+    )
+
+    assert (
+        answer.status_code == 400
+        and "Another lead has this email or phone" in answer.content.decode()
+    )
+
+
+def test_a_manager_cannot_make_a_colleague_responsible_by_form_field(
+    alices_client, alice, bob, make_lead
+):
+    lead = make_lead(alice)
+
+    alices_client.post(
+        reverse("crm:lead_edit", args=[lead.pk]),
+        {"title": "Renamed", "email": lead.email, "responsible": bob.pk},
+    )
+
+    lead.refresh_from_db()
+    assert lead.title == "Renamed" and lead.responsible == alice
+
+
+def test_an_invalid_edit_is_kept_on_the_form_and_not_half_saved(alices_client, alice, make_lead):
+    lead = make_lead(alice, title="Before")
+
+    answer = alices_client.post(
+        reverse("crm:lead_edit", args=[lead.pk]),
+        {"title": "After", "email": "not an email", "time_zone": "Mars/Olympus"},
+    )
+
+    assert answer.status_code == 400
+    assert 'value="After"' in answer.content.decode()
+    lead.refresh_from_db()
+    assert lead.title == "Before"
+
+
+def test_a_supervisor_reassigns_on_the_edit_form_with_a_timeline_entry(
+    client, olga, alice, bob, make_lead
+):
+    lead = make_lead(alice)
+    client.force_login(olga)
+
+    client.post(
+        reverse("crm:lead_edit", args=[lead.pk]),
+        {"title": lead.title, "email": lead.email, "responsible": bob.pk},
+    )
+
+    lead.refresh_from_db()
+    assert lead.responsible == bob
+    assert lead.activities.filter(kind=Activity.Kind.REASSIGNED, actor=olga).exists()
+
+
+def test_stopping_nurturing_from_the_card(
+    alices_client, alice, make_lead, django_capture_on_commit_callbacks
+):
+    lead = make_lead(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        alices_client.post(reverse("crm:lead_status", args=[lead.pk]), {"status": "nurturing"})
+    enrollment = lead.enrollments.get()
+
+    alices_client.post(reverse("nurture:stop", args=[enrollment.pk]))
+
+    enrollment.refresh_from_db()
+    assert enrollment.state == "halted" and enrollment.halt_reason == "manual"
+
+
+def test_an_email_sent_shows_its_text_on_the_timeline(
+    client,
+    clock,
+    nurtured_lead,
+    smtp_server,
+    eager_tasks,
+    alice,
+    django_capture_on_commit_callbacks,
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from nurture import tasks
+
+    clock.move_to(datetime(2025, 11, 26, 10, 0, tzinfo=ZoneInfo("Europe/Moscow")))
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.dispatch_due()
+    smtp_server.handler.wait_for(1)
+    client.force_login(alice)
+
+    page = client.get(reverse("crm:lead_detail", args=[nurtured_lead.pk])).content.decode()
+
+    timeline = page.split('id="timeline"')[1]
+    assert "Проект «Shop»" in timeline and "Ivan, добрый день!" in timeline
+
+
+def test_a_call_shows_its_recording_on_the_timeline(alices_client, alice, make_lead):
+    from telephony.models import Call
+
+    lead = make_lead(alice, phone_raw="+7 916 111-22-33")
+    activity = Activity.objects.create(
+        lead=lead, kind=Activity.Kind.CALL, summary="Incoming call", payload={}
+    )
+    call = Call.objects.create(
+        source="pbx",
+        call_id="c-1",
+        direction=Call.Direction.INBOUND,
+        state=Call.State.ENDED,
+        started_at=activity.created_at,
+        last_event_at=activity.created_at,
+        lead=lead,
+        recording_url="https://pbx.example/rec/c-1.mp3",
+    )
+    Activity.objects.filter(pk=activity.pk).update(payload={"call": call.pk, "state": "ended"})
+
+    page = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
+
+    assert 'href="https://pbx.example/rec/c-1.mp3"' in page.split('id="timeline"')[1]

@@ -1,0 +1,149 @@
+"""The workspace's lead list: whose leads, search, filters, pages, bulk actions."""
+
+import pytest
+from django.urls import reverse
+
+from crm import services
+from crm.models import Activity, Lead
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def names_on(page) -> str:
+    return page.content.decode()
+
+
+def test_a_manager_lists_her_own_leads_only(alices_client, alice, bob, make_lead):
+    make_lead(alice, first_name="Anna", last_name="Ivanova")
+    make_lead(bob, first_name="Boris", last_name="Bakerov")
+
+    page = alices_client.get(reverse("crm:lead_list"))
+
+    assert "Anna Ivanova" in names_on(page)
+    assert "Bakerov" not in names_on(page)
+
+
+def test_a_supervisor_lists_everyones_and_filters_by_manager(client, olga, alice, bob, make_lead):
+    make_lead(alice, first_name="Anna", last_name="Ivanova")
+    make_lead(bob, first_name="Boris", last_name="Bakerov")
+    client.force_login(olga)
+
+    everyone = client.get(reverse("crm:lead_list"))
+    bobs = client.get(reverse("crm:lead_list"), {"manager": bob.pk})
+
+    assert "Anna Ivanova" in names_on(everyone) and "Boris Bakerov" in names_on(everyone)
+    assert "Boris Bakerov" in names_on(bobs) and "Anna Ivanova" not in names_on(bobs)
+
+
+@pytest.mark.parametrize(
+    "typed", ["иван петров", "ПЕТРОВ", "Петров Иван", "+7 916 123 45 67", "8(916)1234567"]
+)
+def test_a_lead_is_found_by_name_in_any_case_and_order_or_by_phone_typed_any_way(
+    alices_client, alice, make_lead, typed
+):
+    make_lead(alice, first_name="Иван", last_name="Петров", phone_raw="8 916 123-45-67")
+    make_lead(alice, first_name="Пётр", last_name="Сидоров", email="petr@example.com")
+
+    page = alices_client.get(reverse("crm:lead_list"), {"q": typed})
+
+    assert "Иван Петров" in names_on(page)
+    assert "Сидоров" not in names_on(page)
+
+
+def test_a_manager_filtering_by_a_colleague_gets_a_400_not_their_leads(
+    alices_client, bob, make_lead
+):
+    make_lead(bob, first_name="Boris", last_name="Bakerov")
+
+    page = alices_client.get(reverse("crm:lead_list"), {"manager": bob.pk, "status": "nope"})
+
+    assert page.status_code == 400
+    assert "Bakerov" not in names_on(page)
+
+
+def test_filters_stay_in_the_page_links(alices_client, alice, make_lead):
+    for number in range(30):
+        make_lead(alice, first_name=f"Lead{number}", email=f"l{number}@example.com")
+
+    page = alices_client.get(reverse("crm:lead_list"), {"status": "new", "sort": "name"})
+
+    assert "status=new&amp;sort=name&amp;page=2" in names_on(page)
+
+
+def test_the_list_asks_the_database_as_often_for_60_leads_as_for_3(
+    alices_client, alice, make_lead, django_assert_max_num_queries
+):
+    for number in range(3):
+        make_lead(alice, first_name=f"Lead{number}", email=f"a{number}@example.com")
+    with django_assert_max_num_queries(12) as few:
+        alices_client.get(reverse("crm:lead_list"))
+    for number in range(57):
+        make_lead(alice, first_name=f"More{number}", email=f"m{number}@example.com")
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        alices_client.get(reverse("crm:lead_list"))
+
+
+def test_bulk_moves_the_ticked_leads_through_the_status_service(alices_client, alice, make_lead):
+    first, second = make_lead(alice, email="a@example.com"), make_lead(alice, email="b@example.com")
+
+    answer = alices_client.post(
+        reverse("crm:lead_bulk"),
+        {"leads": [first.pk, second.pk], "status": "junk", "reason": "spam"},
+    )
+
+    assert answer.status_code == 302
+    assert set(Lead.objects.values_list("status__code", flat=True)) == {"junk"}
+    change = Activity.objects.filter(lead=first, kind=Activity.Kind.STATUS_CHANGE).get()
+    assert change.payload["reason"] == "spam" and change.actor == alice
+
+
+def test_bulk_with_one_colleagues_lead_among_them_changes_none(
+    alices_client, alice, bob, make_lead
+):
+    mine, bobs = make_lead(alice, email="a@example.com"), make_lead(bob, email="b@example.com")
+
+    answer = alices_client.post(
+        reverse("crm:lead_bulk"), {"leads": [mine.pk, bobs.pk], "status": "junk"}
+    )
+
+    assert answer.status_code == 404
+    assert set(Lead.objects.values_list("status__code", flat=True)) == {"new"}
+
+
+def test_a_manager_cannot_give_leads_away_but_a_supervisor_can(client, alice, bob, olga, make_lead):
+    lead = make_lead(alice)
+    client.force_login(alice)
+    client.post(reverse("crm:lead_bulk"), {"leads": [lead.pk], "responsible": bob.pk})
+    lead.refresh_from_db()
+    assert lead.responsible == alice
+
+    client.force_login(olga)
+    client.post(reverse("crm:lead_bulk"), {"leads": [lead.pk], "responsible": bob.pk})
+
+    lead.refresh_from_db()
+    assert lead.responsible == bob
+    entry = lead.activities.get(kind=Activity.Kind.REASSIGNED)
+    assert entry.actor == olga and entry.payload["to"] == bob.pk
+
+
+def test_leads_are_filtered_by_where_their_nurturing_stands(
+    alices_client, alice, make_lead, django_capture_on_commit_callbacks
+):
+    nurtured = make_lead(alice, first_name="Nina", last_name="Nurtured", email="n@example.com")
+    make_lead(alice, first_name="Nick", last_name="Never", email="x@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.change_status(nurtured, "nurturing", by=alice)
+
+    active = alices_client.get(reverse("crm:lead_list"), {"nurture": "active"}).content.decode()
+    never = alices_client.get(reverse("crm:lead_list"), {"nurture": "never"}).content.decode()
+
+    assert "Nina Nurtured" in active and "Nick Never" not in active
+    assert "Nick Never" in never and "Nina Nurtured" not in never
+    assert "Email 1 of 6 goes on" in active

@@ -1,0 +1,111 @@
+"""Today, notifications, the pipeline and signing in."""
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from crm import services
+from crm.models import Lead, Notification, StatusChangeCause
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_signing_in_lands_on_today(client, alice):
+    answer = client.post(reverse("login"), {"username": "alice", "password": "pw"})
+
+    assert answer.status_code == 302 and answer.url == reverse("crm:today")
+    assert client.get(reverse("crm:today")).status_code == 200
+
+
+def test_a_visitor_is_sent_to_sign_in(client):
+    answer = client.get(reverse("crm:lead_list"))
+
+    assert answer.status_code == 302 and answer.url.startswith(reverse("login"))
+
+
+def test_a_password_reset_link_arrives_by_email(client, alice):
+    client.post(reverse("password_reset"), {"email": "alice@crm.example"})
+
+    assert len(mail.outbox) == 1
+    assert "/accounts/password/reset/" in mail.outbox[0].body
+
+
+def test_today_shows_a_lead_that_wrote_back_until_somebody_acts(alices_client, alice, make_lead):
+    lead = make_lead(alice, first_name="Anna", last_name="Replied", status_code="nurturing")
+    services.change_status(lead, "in_progress", cause=StatusChangeCause.REPLY)
+
+    assert "Anna Replied" in alices_client.get(reverse("crm:today")).content.decode()
+
+    services.add_note(lead, "Answered her", by=alice)
+
+    section = alices_client.get(reverse("crm:today")).content.decode()
+    assert "Anna Replied" not in section.split("They answered")[1].split("</section>")[0]
+
+
+def test_today_lists_new_leads_nobody_contacted_yet(alices_client, alice, make_lead):
+    make_lead(alice, first_name="Fresh", last_name="Lead")
+    contacted = make_lead(alice, first_name="Called", last_name="Already", email="c@example.com")
+    services.add_note(contacted, "Called", by=alice)
+
+    page = alices_client.get(reverse("crm:today")).content.decode()
+
+    assert "Fresh Lead" in page and "Called Already" not in page
+
+
+def test_every_page_counts_the_unread_and_opening_one_marks_it_read(
+    alices_client, alice, make_lead
+):
+    lead = make_lead(alice)
+    notification = services.notify(alice, "Somebody called", lead=lead)
+
+    assert '<span class="badge"' in alices_client.get(reverse("crm:lead_list")).content.decode()
+
+    answer = alices_client.get(reverse("crm:notification_open", args=[notification.pk]))
+
+    assert answer.url == reverse("crm:lead_detail", args=[lead.pk])
+    assert Notification.objects.get().is_read
+
+
+def test_marking_all_read_leaves_colleagues_notifications_alone(alices_client, alice, bob):
+    services.notify(alice, "For Alice")
+    services.notify(bob, "For Bob")
+
+    alices_client.post(reverse("crm:notifications_read"))
+
+    assert dict(Notification.objects.values_list("message", "is_read")) == {
+        "For Alice": True,
+        "For Bob": False,
+    }
+
+
+def test_the_pipeline_moves_a_lead_through_the_status_service(alices_client, alice, make_lead):
+    lead = make_lead(alice)
+
+    answer = alices_client.post(
+        reverse("crm:pipeline_move", args=[lead.pk]),
+        {"status": "in_progress"},
+        headers={"HX-Request": "true"},
+    )
+
+    assert answer.status_code == 200 and "moved to" in answer.content.decode()
+    assert Lead.objects.get().status.code == "in_progress"
+    assert lead.activities.filter(kind="status_change").exists()
+
+
+def test_the_pipeline_counts_every_lead_but_shows_the_first_of_each_column(
+    alices_client, alice, make_lead, django_assert_max_num_queries
+):
+    for number in range(25):
+        make_lead(alice, first_name=f"L{number}", email=f"l{number}@example.com")
+
+    with django_assert_max_num_queries(15):
+        page = alices_client.get(reverse("crm:pipeline")).content.decode()
+
+    assert page.count('class="lead-card"') == 20
+    assert "?after=20" in page
