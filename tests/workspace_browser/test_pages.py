@@ -35,6 +35,7 @@ PAGES = {
 # Pages of the other apps, checked once they exist.
 OTHER_APPS_PAGES = {
     "calls": ("calls:log", None, True),
+    "calls-report": ("calls:report", None, True),
     "nurturing": ("nurturing:overview", None, True),
     "nurturing-emails": ("nurturing:emails", None, True),
 }
