@@ -300,7 +300,8 @@ def preset_due(preset: str):
 def share_choices(first: forms.ModelChoiceField, *others: forms.ModelChoiceField) -> None:
     """Read the choices of model choice fields that offer the same rows once, not once each
     (the lead list's filter and its bulk action both list the statuses, say)."""
-    choices = list(first.choices)
+    # Not list(): it asks the iterator's length first, and that is a COUNT query of its own.
+    choices = [*iter(first.choices)]
     first.widget.choices = choices
     for other in others:
         own_empty = [("", other.empty_label)] if other.empty_label is not None else []
