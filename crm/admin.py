@@ -257,11 +257,8 @@ class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
         form = MoveToStatusForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             status = form.cleaned_data["status"]
-            moved = sum(
-                services.change_status(
-                    lead, status.code, by=request.user, reason=form.cleaned_data["reason"]
-                )
-                for lead in queryset
+            moved = services.change_status_of_many(
+                queryset, status.code, by=request.user, reason=form.cleaned_data["reason"]
             )
             self.message_user(
                 request,

@@ -26,18 +26,6 @@ def leads_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
     return queryset.filter(responsible=user)
 
 
-def with_last_activity(queryset: QuerySet) -> QuerySet:
-    """Leads with `last_activity_at`: now a column of their own, kept by the writers of the
-    timeline (crm.services.add_activities), so the queryset is returned as it is."""
-    return queryset
-
-
-def by_last_activity(queryset: QuerySet) -> QuerySet:
-    """The most recently active first (served by the lead_last_activity_idx and
-    lead_manager_activity_idx indexes)."""
-    return queryset.order_by("-last_activity_at", "-pk")
-
-
 def with_status_names(activities: QuerySet) -> QuerySet:
     """Timeline entries with the names of the statuses a status change went between, read in
     the same query (`Activity.description` uses them)."""

@@ -12,7 +12,7 @@ from django.utils.translation import gettext
 from crm import lead_page, menu, today
 from crm.models import Activity
 from telephony.calls import pbx, selectors
-from telephony.calls.shown import with_hidden_details
+from telephony.calls.shown import whose, with_hidden_details
 from telephony.models import Call
 
 CALLS_ON_THE_CARD = 10
@@ -84,9 +84,16 @@ def calls_on_today(sender, request, **kwargs):
         .order_by("-started_at")[:SHOWN_ON_TODAY]
     )
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    calls_today = with_hidden_details(
-        user, Call.objects.filter(agent=user, started_at__gte=midnight).select_related("lead")
-    ).order_by("-started_at")[:SHOWN_ON_TODAY]
+    calls_today = list(
+        with_hidden_details(
+            user,
+            Call.objects.filter(agent=user, started_at__gte=midnight).select_related(
+                "lead__responsible__profile"
+            ),
+        ).order_by("-started_at")[:SHOWN_ON_TODAY]
+    )
+    for call in calls_today:  # a colleague's lead reads "a lead of X", as everywhere
+        call.whose = whose(call.lead) if call.lead and call.lead_hidden else ""
     return today.TodayPanel(
         "telephony",
         "telephony/today_calls.html",

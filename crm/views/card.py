@@ -3,6 +3,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -30,9 +31,16 @@ def _timeline_context(request, lead, before=None) -> dict:
 
 
 def _timeline(lead, before=None):
+    """The newest entries, or those older than the entry `before` (the last one shown): in the
+    timeline's own order, when then id, since an entry is not always written when it happened
+    (a letter carries the time it was sent)."""
     entries = selectors.with_status_names(lead.activities.select_related("actor__profile"))
-    if before:
-        entries = entries.filter(pk__lt=before)
+    last_shown = lead.activities.filter(pk=before).first() if before else None
+    if last_shown is not None:
+        entries = entries.filter(
+            Q(created_at__lt=last_shown.created_at)
+            | Q(created_at=last_shown.created_at, pk__lt=last_shown.pk)
+        )
     entries = list(entries.order_by("-created_at", "-pk")[: TIMELINE_LENGTH + 1])
     return entries[:TIMELINE_LENGTH], len(entries) > TIMELINE_LENGTH
 

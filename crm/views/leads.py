@@ -25,7 +25,7 @@ def lead_list(request):
     leads = selectors.leads_visible_to(request.user).select_related(
         "status", "responsible__profile"
     )
-    leads = selectors.with_next_step(selectors.with_last_activity(leads))
+    leads = selectors.with_next_step(leads)
     valid = filters.is_valid()
     if valid:
         leads = filters.filter(leads)

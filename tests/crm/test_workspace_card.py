@@ -228,3 +228,35 @@ def test_a_call_shows_its_recording_on_the_timeline(alices_client, alice, make_l
     page = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
 
     assert 'href="https://pbx.example/rec/c-1.mp3"' in page.split('id="timeline"')[1]
+
+
+def test_older_entries_follow_the_timeline_order_even_when_written_late(
+    alices_client, alice, make_lead
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from crm.services import record_activity
+
+    lead = make_lead(alice)
+    now = timezone.now()
+    for number in range(55):
+        record_activity(lead, Activity.Kind.NOTE, f"note {number}", actor=alice, at=now)
+    # A letter recorded last but sent before everything else: the oldest entry, the newest id.
+    record_activity(lead, Activity.Kind.NOTE, "written late", at=now - timedelta(days=1))
+
+    first = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
+    last_shown = first.split('id="activity-')[50].split('"')[0]
+    older = alices_client.get(
+        reverse("crm:lead_detail", args=[lead.pk]),
+        {"before": last_shown},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    shown_first = {part.split('"')[0] for part in first.split('id="activity-')[1:]}
+    shown_older = {part.split('"')[0] for part in older.split('id="activity-')[1:]}
+    everything = {str(pk) for pk in lead.activities.values_list("pk", flat=True)}
+    assert len(shown_first) == 50 and not shown_first & shown_older
+    assert shown_first | shown_older == everything
+    assert "written late" in older

@@ -3,6 +3,7 @@
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from crm import services
 from crm.models import Lead, Notification, StatusChangeCause
@@ -109,3 +110,18 @@ def test_the_pipeline_counts_every_lead_but_shows_the_first_of_each_column(
 
     assert page.count('class="lead-card"') == 20
     assert "?after=20" in page
+
+
+def test_a_call_alice_took_from_a_colleagues_lead_says_whose_lead_it_is(
+    alices_client, alice, bob, make_lead, django_capture_on_commit_callbacks
+):
+    from telephony.calls.services import apply_event
+    from tests.telephony.conftest import call_event
+
+    make_lead(bob, first_name="Boris", last_name="Bakerov", phone_raw="+7 916 123-45-67")
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_event("pbx", call_event("call.ringing", at=timezone.now()))
+
+    calls = alices_client.get(reverse("crm:today")).content.decode().split("My calls today")[1]
+
+    assert "a lead of Bob" in calls and "Bakerov" not in calls
