@@ -489,13 +489,9 @@ class Drill:
             elif state in ("cancelled", "failed") and arrived is not None:
                 result.notes += f" {state} message {mid} arrived;"
         result.worst_after_halt_s = None if worst is None else round(worst, 4)
-        told = set(
+        told = set(  # the untranslated message, whatever the site's language
             Notification.objects.filter(lead_id__in=unknown_leads)
-            .filter(message__contains="Sent")
-            .values_list("lead_id", flat=True)
-        ) | set(
-            Notification.objects.filter(lead_id__in=unknown_leads)
-            .filter(message__contains="Отправленные")
+            .filter(message_id__contains="Sent folder")
             .values_list("lead_id", flat=True)
         )
         result.unknown_untold = len(set(unknown_leads) - told)

@@ -61,10 +61,8 @@ def wipe() -> None:
 
 
 def lead_rows(count, manager_ids, statuses, now):
-    try:  # the normalised search column, where the code has one
-        from crm.models import lead_search_text
-    except ImportError:
-        lead_search_text = None
+    from crm.models import lead_search_text
+
     codes = list(statuses)
     for i in range(count):
         first = FIRST_NAMES[i % len(FIRST_NAMES)]
@@ -83,10 +81,9 @@ def lead_rows(count, manager_ids, statuses, now):
             "updated_at": now - timedelta(minutes=i),
             "status_changed_at": now - timedelta(minutes=i),
         }
-        if lead_search_text is not None:
-            row["search_text"] = lead_search_text(
-                first, last, row["email"], row["title"], row["company"]
-            )
+        row["search_text"] = lead_search_text(
+            first, last, row["email"], row["title"], row["company"]
+        )
         yield row
 
 
@@ -214,7 +211,8 @@ def setup(leads: int, calls: int, timeline: int, enrollments: int) -> dict:
             for k, lead_id in enumerate(called)
         ]
         entries += [
-            ("note", card_lead, now - timedelta(hours=k), "Called, will think") for k in range(200)
+            ("note", card_lead, now - timedelta(hours=k), "Called, will think")
+            for k in range(CARD_ENTRIES)
         ]
         k = 0
         while len(entries) < timeline:

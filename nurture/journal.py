@@ -4,7 +4,7 @@ Between the server's "250 accepted" and the commit that records a message as sen
 worker can lose its database (a restart, a dropped connection) or die. Without a record the
 message would stay `sending` until its lease ran out and then be marked unknown, though it
 went. So every acceptance is first appended here, and the lines are replayed into the database
-(`nurture.sending.replay_journals`) when it is back: at worker start, at the start of a send
+(`nurture.outbox.replay_journals`) when it is back: at worker start, at the start of a send
 task after a failure, and before the reconciler marks anything unknown.
 
 Each worker process (each delivering thread of it, with a pool of threads) appends to a file

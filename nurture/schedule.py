@@ -65,12 +65,13 @@ def next_base(planned: datetime, now: datetime) -> datetime:
     return planned if now - planned <= LATE_GRACE else now
 
 
-def retry_time(message, earliest: datetime) -> datetime:
+def retry_time(message, earliest: datetime, planner: "Planner | None" = None) -> datetime:
     """When `message` (an OutboundMessage that failed for now) is tried again: the first moment
     at or after `earliest` (now plus its backoff) inside its sequence's window, on a working
-    day, in its lead's time zone."""
+    day, in its lead's time zone. A batch passes one `planner`, so the calendar is read once."""
     enrollment = message.enrollment
-    return Planner().first_allowed(enrollment.sequence, enrollment.lead.time_zone, earliest)
+    planner = planner or Planner()
+    return planner.first_allowed(enrollment.sequence, enrollment.lead.time_zone, earliest)
 
 
 def message_held_until(message, now: datetime, planner: "Planner") -> datetime | None:

@@ -307,10 +307,10 @@ def email_results(user, *, sequence=None, manager=None) -> list[SequenceResults]
         (sequence_id, after, answer): count
         for sequence_id, after, answer, count in _answers(enrollments)
     }
+    went_through = {key[0] for key in (*sent_counts, *answers)}
     results = []
     for each in sequences:
-        went_through = any(key[0] == each.pk for key in [*sent_counts, *answers])
-        if not (each.is_active or went_through or sequence is not None):
+        if not (each.is_active or each.pk in went_through or sequence is not None):
             continue  # switched off, and nobody visible went through it
         emails = [
             EmailResult(

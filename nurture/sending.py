@@ -85,7 +85,8 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
             own.clear()
             outcomes.update(delivered)
             claimed = [message for message in claimed if message.pk not in delivered]
-            own.claimed([claim for claim in claims if claim[0] in {m.pk for m in claimed}])
+            pending = {message.pk for message in claimed}
+            own.claimed([claim for claim in claims if claim[0] in pending])
     except (DatabaseError, LocksLost):
         # Whether or not the last commit happened, these never reached the server; a replay
         # gives each back only if it is still in this very claim (same attempt, same lease).
@@ -123,7 +124,7 @@ def _claim_in_transaction(message_ids, claims):
     }
     lease_expires_at = now + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS)
     planner = schedule.Planner()  # whether the window is open, once per sequence and time zone
-    outcomes, claimed = {}, []
+    outcomes, claimed, postponed = {}, [], []
     for pk in message_ids:
         message = messages.get(pk)
         if message is None:
@@ -142,7 +143,7 @@ def _claim_in_transaction(message_ids, claims):
         elif later := schedule.message_held_until(message, now, planner):
             # Its task came late (workers or broker down): it waits for the window, as a retry.
             message.state, message.retry_at = State.RETRY, later
-            message.save(update_fields=["state", "retry_at"])
+            postponed.append(message)
             outcomes[pk] = "postponed"
         elif error := _render(message):
             _fail(message, f"template error: {error}")
@@ -160,6 +161,7 @@ def _claim_in_transaction(message_ids, claims):
             claims.append((message.pk, message.attempts, lease_expires_at.isoformat()))
             outcomes[pk] = "claimed"
     update_each(claimed, CLAIMED_FIELDS)
+    update_each(postponed, ["state", "retry_at"])
     return outcomes, claimed
 
 
@@ -267,6 +269,7 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             transmission.accepted_at.isoformat(),
         )
 
+    planner = schedule.Planner()  # for retries' times: the calendar read once, if at all
     fence = _Fence()
     server_down = transmit(
         transmissions,
@@ -282,14 +285,14 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
         message = transmission.message
         if not transmission.tried:
             if server_down:
-                outcomes[message.pk] = _retry_or_fail(message, server_down)
+                outcomes[message.pk] = _retry_or_fail(message, server_down, planner)
             # else out of time: still claimed, for the next call
         elif transmission.error is None:
             _mark_sent(message, transmission)
             outcomes[message.pk] = "sent"
             sent.append(message)
         else:
-            outcomes[message.pk] = _settle_error(message, transmission.error)
+            outcomes[message.pk] = _settle_error(message, transmission.error, planner)
             if outcomes[message.pk] == "error":
                 own_journal.doubtful.add(message.pk)  # may have gone: never given back
     _record_sent(sent)
@@ -380,11 +383,11 @@ def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
     message.provider_message_id = _provider_message_id(transmission)
 
 
-def _settle_error(message: OutboundMessage, outcome: Exception) -> str:
+def _settle_error(message: OutboundMessage, outcome: Exception, planner=None) -> str:
     """Record why the backend refused `message` (`outcome`: the error as `classify` sorted
     it); return what happened."""
     if isinstance(outcome, TransientError):
-        return _retry_or_fail(message, str(outcome))
+        return _retry_or_fail(message, str(outcome), planner)
     if isinstance(outcome, PermanentError):
         _fail(message, str(outcome))
         if outcome.recipient_refused:
@@ -466,13 +469,13 @@ def _fail(message: OutboundMessage, error: str) -> None:
     complete_if_last([message])
 
 
-def _retry_or_fail(message: OutboundMessage, error: str) -> str:
+def _retry_or_fail(message: OutboundMessage, error: str, planner=None) -> str:
     if message.attempts >= settings.NURTURE_MAX_SEND_ATTEMPTS:
         _fail(message, error)
         return "failed"
     backoff = timedelta(minutes=4 ** (message.attempts - 1))  # 1, 4, 16, 64 minutes
     message.state = State.RETRY
-    message.retry_at = schedule.retry_time(message, timezone.now() + backoff)
+    message.retry_at = schedule.retry_time(message, timezone.now() + backoff, planner)
     message.error = error
     message.lease_expires_at = None
     message.save()

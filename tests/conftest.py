@@ -86,6 +86,13 @@ def alice(make_user):
 
 
 @pytest.fixture
+def alices_client(client, alice):
+    """The test client, signed in as alice."""
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
 def bob(make_user):
     """Bob is another manager."""
     return make_user("bob", "Managers", extension="202")

@@ -9,12 +9,6 @@ from crm.models import Activity, Lead, Notification
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alices_client(client, alice):
-    client.force_login(alice)
-    return client
-
-
 def test_the_timeline_shows_newest_first_with_notes_and_reasons(alices_client, alice, make_lead):
     lead = make_lead(alice)
     alices_client.post(

@@ -9,12 +9,6 @@ from crm.models import Activity, Lead
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alices_client(client, alice):
-    client.force_login(alice)
-    return client
-
-
 def names_on(page) -> str:
     return page.content.decode()
 

@@ -13,12 +13,6 @@ from crm.models import Activity, Notification, Profile, Task
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alices_client(client, alice):
-    client.force_login(alice)
-    return client
-
-
 def test_a_task_is_set_from_the_card_in_one_click_and_shown_on_today(
     alices_client, alice, make_lead, clock
 ):

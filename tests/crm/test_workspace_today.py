@@ -11,12 +11,6 @@ from crm.models import Lead, Notification, StatusChangeCause
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alices_client(client, alice):
-    client.force_login(alice)
-    return client
-
-
 def test_signing_in_lands_on_today(client, alice):
     answer = client.post(reverse("login"), {"username": "alice", "password": "pw"})
 

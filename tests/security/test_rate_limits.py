@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
@@ -21,13 +20,6 @@ from tests.services import REDIS_URL, require_service
 PROJECT = Path(__file__).resolve().parents[2]
 CLIENT = "203.0.113.9"
 OTHER_CLIENT = "198.51.100.4"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 from django.core import checks
-from django.core.cache import cache
 
 from telephony.mail.esp_webhooks import ENDPOINTS
 from telephony.models import InboundEmail, RejectedPayload
@@ -18,14 +17,6 @@ from telephony.models import InboundEmail, RejectedPayload
 SECRET = "anymail:s3cret"
 MAILGUN_KEY = "mailgun-webhook-signing-key"
 ENDPOINT_PATHS = sorted({endpoint.path for endpoint in ENDPOINTS})
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    """Every test starts with no requests counted against its address."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
