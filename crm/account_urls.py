@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/", auth.LoginView.as_view(template_name="accounts/login.html"), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("language/", preferences.set_language, name="set_user_language"),
+    path("settings/", preferences.my_settings, name="my_settings"),
     path(
         "password/",
         auth.PasswordChangeView.as_view(template_name="accounts/password_change.html"),

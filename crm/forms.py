@@ -8,7 +8,8 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Activity, Lead, LeadStatus, user_display_name
+from crm.models import Activity, Lead, LeadStatus, Profile, user_display_name
+from crm.preferences import time_zone_choices
 from crm.selectors import (
     MANAGERS_GROUP,
     SUPERVISORS_GROUP,
@@ -306,3 +307,28 @@ def share_choices(first: forms.ModelChoiceField, *others: forms.ModelChoiceField
     for other in others:
         own_empty = [("", other.empty_label)] if other.empty_label is not None else []
         other.widget.choices = own_empty + [choice for choice in choices if choice[0] != ""]
+
+
+class MySettingsForm(forms.ModelForm):
+    """What a user sets for themselves: their language, time zone, phone and signature (who
+    they are and their PBX extension are a supervisor's to set, in the admin)."""
+
+    class Meta:
+        model = Profile
+        fields = ["language", "time_zone", "phone", "signature"]
+        widgets = {"signature": forms.Textarea(attrs={"rows": 4})}
+        help_texts = {
+            "language": _("The language of your pages and of your notifications."),
+            "time_zone": _("Every time in the CRM is shown to you in it."),
+            "phone": _("Your own number, for colleagues."),
+            "signature": _("Ends the emails sent in your name."),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [("", _("The site's default"))] + [
+            choice for choice in self.fields["language"].choices if choice[0]
+        ]
+        self.fields["time_zone"].widget = forms.Select(
+            choices=time_zone_choices(current=self.instance.time_zone)
+        )

@@ -1,7 +1,6 @@
 """The lead list (search, filters, sorting, pages, bulk actions) and the new-lead form."""
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -9,7 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from crm import lead_page, selectors, services
+from crm import lead_page, paging, selectors, services
 from crm.forms import BulkLeadsForm, LeadFilterForm, share_choices
 from crm.models import user_display_name
 from crm.views.access import workspace_page
@@ -22,16 +21,13 @@ def lead_list(request):
     filters = LeadFilterForm(
         request.GET, user=request.user, extra_filters=lead_page.list_filters_for(request)
     )
-    leads = selectors.leads_visible_to(request.user).select_related(
-        "status", "responsible__profile"
-    )
-    leads = selectors.with_next_step(leads)
+    leads = selectors.leads_visible_to(request.user)
     valid = filters.is_valid()
-    if valid:
-        leads = filters.filter(leads)
-    page = Paginator(leads if valid else leads.none(), LEADS_PER_PAGE).get_page(
-        request.GET.get("page")
+    leads = filters.filter(leads) if valid else leads.none()
+    page = paging.page_of(
+        leads.values_list("pk", flat=True), request.GET.get("page"), LEADS_PER_PAGE
     )
+    page.object_list = selectors.list_rows(request.user, list(page.object_list))
     bulk = BulkLeadsForm(None, user=request.user)
     share_choices(filters.fields["status"], bulk.fields["status"])
     if "manager" in filters.fields:

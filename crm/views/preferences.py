@@ -1,10 +1,16 @@
 from django.conf import settings
+from django.contrib import messages
 from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from crm import preferences
+from crm.forms import MySettingsForm
+from crm.models import Profile
+from crm.views.access import workspace_page
 
 
 @require_POST
@@ -21,7 +27,14 @@ def set_language(request):
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         back = "/"
-    response = HttpResponseRedirect(back)
+    return _with_language_cookie(HttpResponseRedirect(back), language)
+
+
+def _with_language_cookie(response, language: str):
+    """Like Django's own switch, the language in a cookie too, for the sign-in page."""
+    if not language:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+        return response
     response.set_cookie(
         settings.LANGUAGE_COOKIE_NAME,
         language,
@@ -31,3 +44,18 @@ def set_language(request):
         samesite=settings.LANGUAGE_COOKIE_SAMESITE,
     )
     return response
+
+
+@workspace_page
+def my_settings(request):
+    """The signed-in user's own settings (their profile, never anybody else's)."""
+    profile, _ = Profile.objects.get_or_create(user=request.user)
+    form = MySettingsForm(request.POST or None, instance=profile)
+    if request.method == "POST":
+        if not form.is_valid():
+            return TemplateResponse(request, "accounts/settings.html", {"form": form}, status=400)
+        form.save()
+        preferences.save_settings(request, profile)
+        messages.success(request, gettext("Your settings are saved."))
+        return _with_language_cookie(HttpResponseRedirect(reverse("my_settings")), profile.language)
+    return TemplateResponse(request, "accounts/settings.html", {"form": form})

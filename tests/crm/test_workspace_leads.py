@@ -84,6 +84,39 @@ def test_the_list_asks_the_database_as_often_for_60_leads_as_for_3(
         alices_client.get(reverse("crm:lead_list"))
 
 
+@pytest.fixture
+def small_pages(monkeypatch):
+    """Pages of 2 leads, counted 5 at a time, so a dozen leads show what 100,000 would."""
+    monkeypatch.setattr("crm.views.leads.LEADS_PER_PAGE", 2)
+    monkeypatch.setattr("crm.paging.COUNT_CAP", 5)
+
+
+@pytest.mark.parametrize(
+    "page, says, pages, first_row",
+    [
+        ("1", "More than 5 leads", "Page 1 of more than 2", "Lead00"),
+        ("3", "More than 10 leads", "Page 3 of more than 5", "Lead04"),
+        ("6", "12 leads", "Page 6 of 6", "Lead10"),
+        ("99", "12 leads", "Page 6 of 6", "Lead10"),
+        ("x", "More than 5 leads", "Page 1 of more than 2", "Lead00"),
+    ],
+)
+def test_a_long_list_is_counted_only_as_far_as_it_is_paged(
+    alices_client, alice, make_lead, small_pages, page, says, pages, first_row
+):
+    for number in range(12):
+        make_lead(
+            alice, first_name=f"Lead{number:02}", last_name="X", email=f"p{number}@example.com"
+        )
+
+    html = names_on(alices_client.get(reverse("crm:lead_list"), {"sort": "name", "page": page}))
+
+    assert says in html and pages in html
+    rows = [name for name in (f"Lead{n:02} X" for n in range(12)) if name in html]
+    assert rows[0] == f"{first_row} X" and len(rows) == 2
+    assert ('rel="next"' in html) == (pages != "Page 6 of 6")
+
+
 def test_bulk_moves_the_ticked_leads_through_the_status_service(alices_client, alice, make_lead):
     first, second = make_lead(alice, email="a@example.com"), make_lead(alice, email="b@example.com")
 

@@ -642,6 +642,9 @@ WORKSPACE_CASES = {
     ),
     "tasks/<int:task_id>/done/": bobs("crm:task_done", attribute="bobs_task", method="post"),
     "accounts/language/": Nobodys("sets the reader's own language (POST only)"),
+    "accounts/settings/": NotShown(  # one's own profile: bob's signature is on bob's page only
+        lambda world: reverse("my_settings"), lambda world: "Best regards,\nBob", "bob"
+    ),
     "healthz": Nobodys("says whether the installation can send; nothing of anyone's"),
     "dev/mail/": Nobodys("development only (DEBUG on, staff): the emails not sent"),
     "dev/mail/<str:name>/": Nobodys("development only (DEBUG on, staff): one email not sent"),

@@ -28,6 +28,7 @@ PAGES = {
     "lead-edit": ("crm:lead_edit", "lead", True),
     "pipeline": ("crm:pipeline", None, True),
     "notifications": ("crm:notification_list", None, True),
+    "my-settings": ("my_settings", None, True),
     "password-change": ("password_change", None, True),
     "login": ("login", None, False),
     "password-reset": ("password_reset", None, False),
