@@ -1,10 +1,12 @@
 """Reads for nurturing: what a sequence will send and when, who may see which rows, and which
 addresses are suppressed."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import (
     Count,
     Exists,
@@ -302,11 +304,14 @@ def email_results(user, *, sequence=None, manager=None) -> list[SequenceResults]
         enrollments = enrollments.filter(sequence=sequence)
         messages = messages.filter(enrollment__sequence=sequence)
     sent = messages.values_list("enrollment__sequence_id", "number").annotate(Count("pk"))
-    sent_counts = {(sequence_id, number): count for sequence_id, number, count in sent.order_by()}
-    answers = {
-        (sequence_id, after, answer): count
-        for sequence_id, after, answer, count in _answers(enrollments)
-    }
+    with _without_jit():
+        sent_counts = {
+            (sequence_id, number): count for sequence_id, number, count in sent.order_by()
+        }
+        answers = {
+            (sequence_id, after, answer): count
+            for sequence_id, after, answer, count in _answers(enrollments)
+        }
     went_through = {key[0] for key in (*sent_counts, *answers)}
     results = []
     for each in sequences:
@@ -324,6 +329,20 @@ def email_results(user, *, sequence=None, manager=None) -> list[SequenceResults]
         before = sum(answers.get((each.pk, None, answer), 0) for answer in ANSWERS)
         results.append(SequenceResults(each, emails, before))
     return results
+
+
+@contextmanager
+def _without_jit():
+    """PostgreSQL compiles (JIT) a query whose estimated cost passes jit_above_cost, as these
+    grouped counts over every enrollment do: about 30 ms of compiling for a query that then
+    runs in 15. Off for this transaction only; other databases have nothing to switch off."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def _answers(enrollments: QuerySet):
@@ -359,8 +378,7 @@ def _answers(enrollments: QuerySet):
     completed = enrollments.filter(state=Enrollment.State.COMPLETED).annotate(
         after=after, answer=Subquery(answer_after_the_end.values(cause=KT("payload__cause"))[:1])
     )
-    # Two queries rather than one: each stays small enough for PostgreSQL not to compile it
-    # (JIT), which alone took longer than running both.
+    # Two queries rather than one: a query for both runs a subquery twice per row.
     for answered in (halted, completed):
         yield from (
             answered.values_list("sequence_id", "after", "answer")

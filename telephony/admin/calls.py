@@ -122,18 +122,20 @@ class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
         "duration",
         "talk_time",
     ]
+    # Periods, not a date hierarchy, and no filter by connector: each of those reads every
+    # visible call to draw its links, on every page.
     list_filter = [
+        ("started_at", admin.DateFieldListFilter),
         "direction",
         "state",
         ("agent", UserFilter),
-        "source",
         LeadFilter,
     ]
     list_select_related = ["lead__responsible__profile", "agent__profile"]
     show_full_result_count = False  # a second pass over every visible call on each page
+    list_per_page = 50  # a log read from the top: 100 rows of nine columns take twice as long
     search_fields = ["from_raw", "to_raw", "from_e164", "to_e164", "call_id"]
     search_help_text = _("A phone number in any format, or the PBX call id.")
-    date_hierarchy = "started_at"
     fieldsets = [
         (
             None,
