@@ -119,12 +119,19 @@ def stopped_by_the_lead(user, *, since) -> QuerySet:
     )
 
 
+def status_by_code(code: str) -> Subquery:
+    """The status `code` as a subquery, to filter leads by: unlike a join on the statuses, it
+    lets PostgreSQL estimate the leads of that status from their own column's statistics, and a
+    plan built on a guess of 72 rows where there are 3,000 runs twice as long."""
+    return Subquery(LeadStatus.objects.filter(code=code).values("pk"))
+
+
 def new_leads_not_contacted(user) -> QuerySet:
     """`user`'s leads still New with nothing on their timeline but their creation: oldest
     first, since they have waited longest."""
     contacted = Activity.objects.filter(lead=OuterRef("pk")).exclude(kind=Activity.Kind.CREATED)
     return (
-        Lead.objects.filter(responsible=user, status__code=LeadStatus.NEW)
+        Lead.objects.filter(responsible=user, status=status_by_code(LeadStatus.NEW))
         .exclude(Exists(contacted))
         .order_by("status_changed_at", "pk")  # lead_manager_status_idx
     )

@@ -9,6 +9,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm import lead_page, menu, today
+from crm import selectors as crm_selectors
 from crm.models import Activity, LeadStatus
 from nurture import selectors
 from nurture.models import Enrollment, OutboundMessage
@@ -65,14 +66,16 @@ def nurture_step_in_lists(sender, request, leads, **kwargs):
 def unanswered_on_today(sender, request, **kwargs):
     """Leads still in Nurturing whose emails all went and who never answered: the manager
     decides what comes next."""
+    first = Enrollment.objects.filter(
+        lead__responsible=request.user,
+        state=Enrollment.State.COMPLETED,
+        lead__status=crm_selectors.status_by_code(LeadStatus.NURTURING),
+    ).order_by("ended_at")[:SHOWN_ON_TODAY]
+    # The first ones found by id alone (the leads' index), then only their rows read.
     finished = (
-        Enrollment.objects.filter(
-            lead__responsible=request.user,
-            state=Enrollment.State.COMPLETED,
-            lead__status__code=LeadStatus.NURTURING,
-        )
+        Enrollment.objects.filter(pk__in=first.values("pk"))
         .select_related("lead", "sequence")
-        .order_by("ended_at")[:SHOWN_ON_TODAY]
+        .order_by("ended_at", "pk")
     )
     return today.TodayPanel(
         "nurture", "nurture/today_unanswered.html", order=30, context={"finished": finished}
