@@ -7,7 +7,7 @@ from django import template
 from django.conf import settings
 from django.utils import dateformat, timezone, translation
 from django.utils.dates import MONTHS_3, WEEKDAYS_ABBR
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 
 from crm import phones
@@ -96,3 +96,20 @@ def _names(language):
             [str(WEEKDAYS_ABBR[day]) for day in range(7)],
             [str(MONTHS_3[month]).title() for month in range(1, 13)],
         )
+
+
+@register.simple_tag(takes_context=True)
+def status_options(context, statuses, selected_id):
+    """The <option>s of a "Move to" select, `selected_id` chosen: built once per status for a
+    whole list of cards (the pipeline shows up to 20 a column, each with every status)."""
+    built = context.render_context.setdefault("crm_status_options", {})
+    if selected_id not in built:
+        built[selected_id] = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (status.code, " selected" if status.pk == selected_id else "", status.name)
+                for status in statuses
+            ),
+        )
+    return built[selected_id]

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import services
-from crm.models import Lead, Notification, StatusChangeCause
+from crm.models import Lead, LeadStatus, Notification, StatusChangeCause
 
 pytestmark = pytest.mark.django_db
 
@@ -104,6 +104,21 @@ def test_the_pipeline_counts_every_lead_but_shows_the_first_of_each_column(
 
     assert page.count('class="lead-card"') == 20
     assert "?after=20" in page
+
+
+def test_each_pipeline_card_offers_every_status_with_its_own_chosen(
+    alices_client, alice, make_lead
+):
+    new = make_lead(alice, first_name="Nina")
+    moved = make_lead(alice, first_name="Pavel")
+    services.change_status(moved, "in_progress", by=alice)
+
+    page = alices_client.get(reverse("crm:pipeline")).content.decode()
+
+    for lead, chosen in ((new, "new"), (moved, "in_progress")):
+        select = page.split(f'id="move-{lead.pk}"')[1].split("</select>")[0]
+        assert select.count("<option") == LeadStatus.objects.count()
+        assert f'<option value="{chosen}" selected>' in select and select.count("selected") == 1
 
 
 def test_a_call_alice_took_from_a_colleagues_lead_says_whose_lead_it_is(
