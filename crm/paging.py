@@ -24,7 +24,10 @@ class CappedPaginator(Paginator):
     def count(self) -> int:
         """The rows up to the limit, and one more when there are more (so the last counted page
         still has a next one)."""
-        return self.object_list.order_by()[: self.limit + 1].count()
+        rows = self.object_list.order_by()
+        if rows.query.select_related:  # the joins only read what the rows show
+            rows = rows.select_related(None)
+        return rows[: self.limit + 1].count()
 
     @property
     def is_capped(self) -> bool:
@@ -38,9 +41,20 @@ class CappedPaginator(Paginator):
 
 def page_of(rows, number, per_page: int) -> Page:
     """Page `number` (as a request gives it: anything; not a number means the first, past the
-    end the last) of the queryset `rows`, counted no further than needed."""
+    end the last) of the queryset `rows`, counted no further than needed.
+
+    The first page is read first, with one row more: when that row is not there, the list is
+    that page, and it needs no count (a search usually finds less than a page)."""
     try:
         wanted = int(number)
     except (TypeError, ValueError):
         wanted = 1
-    return CappedPaginator(rows, per_page, wanted_page=wanted).get_page(number)
+    paginator = CappedPaginator(rows, per_page, wanted_page=wanted)
+    if wanted != 1:
+        return paginator.get_page(number)
+    first = list(rows[: per_page + 1])
+    if len(first) <= per_page:
+        paginator.count = len(first)
+    page = paginator.page(1)
+    page.object_list = first[:per_page]
+    return page

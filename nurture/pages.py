@@ -3,10 +3,10 @@ and which email of each sequence the leads answer."""
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
+from crm import paging
 from crm.forms import PersonChoiceField, people_to_assign
 from crm.selectors import can_see_all_leads
 from crm.views.access import workspace_page
@@ -79,9 +79,11 @@ def overview(request):
     enrollments = selectors.enrollments_on_the_page(
         request.user, finished=state != ACTIVE, states=STATES[state], **filters.choices
     )
-    page = Paginator(
-        enrollments if filters.is_valid() else enrollments.none(), ENROLLMENTS_PER_PAGE
-    ).get_page(request.GET.get("page"))
+    page = paging.page_of(
+        enrollments if filters.is_valid() else enrollments.none(),
+        request.GET.get("page"),
+        ENROLLMENTS_PER_PAGE,
+    )
     context = {
         "filters": filters,
         "tab": ACTIVE if state == ACTIVE else FINISHED,

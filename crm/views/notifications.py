@@ -1,10 +1,10 @@
 """A user's notifications: all of theirs, newest first; opening one marks it read."""
 
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
+from crm import paging
 from crm.models import Notification
 from crm.views.access import workspace_page
 
@@ -14,7 +14,7 @@ PER_PAGE = 30
 @workspace_page
 def notification_list(request):
     notifications = Notification.objects.filter(user=request.user).select_related("lead")
-    page = Paginator(notifications, PER_PAGE).get_page(request.GET.get("page"))
+    page = paging.page_of(notifications, request.GET.get("page"), PER_PAGE)
     return TemplateResponse(request, "crm/notifications.html", {"page": page})
 
 

@@ -4,10 +4,10 @@ forms.py, the reads in selectors.py and telephony.calls.reports."""
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 
+from crm import paging
 from crm.views.access import workspace_page
 from telephony.calls import reports
 from telephony.calls_page import chart, export, selectors
@@ -35,7 +35,7 @@ def call_log(request):
     valid = filters.is_valid()
     calls = selectors.call_log(request.user)
     calls = filters.filter(calls) if valid else calls.none()
-    page = Paginator(calls, CALLS_PER_PAGE).get_page(request.GET.get("page"))
+    page = paging.page_of(calls, request.GET.get("page"), CALLS_PER_PAGE)
     context = {
         "filters": filters,
         "page": page,

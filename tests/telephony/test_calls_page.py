@@ -164,15 +164,20 @@ def test_the_pages_keep_the_filters(client, alice, calls):
     assert "60 calls" in page
 
 
-def test_the_log_asks_the_database_as_often_for_60_calls_as_for_3(
+def test_the_log_asks_the_database_as_often_for_120_calls_as_for_60(
     client, alice, bob, calls, make_lead, django_assert_max_num_queries
 ):
+    def add(first, count):
+        for number in range(first, first + count):
+            lead = make_lead(bob if number % 2 else alice, email=f"l{number}@x.example")
+            at = WEDNESDAY - timedelta(hours=number)
+            make_call(f"more-{number}", agent=alice, lead=lead, at=at)
+
     client.force_login(alice)
+    add(0, 60)  # more than a page, so that it is counted
     with django_assert_max_num_queries(20) as few:
         client.get(LOG)
-    for number in range(60):
-        lead = make_lead(bob if number % 2 else alice, email=f"l{number}@x.example")
-        make_call(f"more-{number}", agent=alice, lead=lead, at=WEDNESDAY - timedelta(hours=number))
+    add(60, 60)
 
     with django_assert_max_num_queries(len(few.captured_queries)):
         client.get(LOG)
