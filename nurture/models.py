@@ -199,6 +199,10 @@ class OutboundMessage(models.Model):
             ),
             # The outbox list's order (the admin pages through it newest first).
             models.Index(fields=["-created_at", "-number"], name="outbound_newest_idx"),
+            # "Which email works" counts the sent emails per step from this index alone.
+            models.Index(
+                fields=["enrollment", "number"], condition=Q(state="sent"), name="outbound_sent_idx"
+            ),
         ]
 
     def __str__(self):
