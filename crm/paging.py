@@ -39,12 +39,13 @@ class CappedPaginator(Paginator):
         return self.limit // self.per_page
 
 
-def page_of(rows, number, per_page: int) -> Page:
+def page_of(rows, number, per_page: int, *, read_ahead: int = 0) -> Page:
     """Page `number` (as a request gives it: anything; not a number means the first, past the
     end the last) of the queryset `rows`, counted no further than needed.
 
-    The first page is read first, with one row more: when that row is not there, the list is
-    that page, and it needs no count (a search usually finds less than a page)."""
+    The first page is read first, with one row more, or `read_ahead` rows more where the rows
+    are cheap (ids): when the list ends within them, their number is its count, and no second
+    pass over the list counts it (a search usually finds fewer than that)."""
     try:
         wanted = int(number)
     except (TypeError, ValueError):
@@ -52,9 +53,10 @@ def page_of(rows, number, per_page: int) -> Page:
     paginator = CappedPaginator(rows, per_page, wanted_page=wanted)
     if wanted != 1:
         return paginator.get_page(number)
-    first = list(rows[: per_page + 1])
-    if len(first) <= per_page:
+    first = list(rows[: per_page + max(read_ahead, 1)])
+    if len(first) < per_page + max(read_ahead, 1):
         paginator.count = len(first)
+        paginator.limit = max(paginator.limit, paginator.count)  # counted to its end
     page = paginator.page(1)
     page.object_list = first[:per_page]
     return page
