@@ -332,3 +332,10 @@ class MySettingsForm(forms.ModelForm):
         self.fields["time_zone"].widget = forms.Select(
             choices=time_zone_choices(current=self.instance.time_zone)
         )
+
+    def clean(self):
+        # Every field is optional, so a field left out of the request would be saved empty: a
+        # form sent without one (not by this page) changes nothing.
+        if any(name not in self.data for name in self.fields):
+            raise ValidationError(_("The form arrived incomplete: nothing was saved."))
+        return super().clean()

@@ -50,7 +50,7 @@ def _with_language_cookie(response, language: str):
 def my_settings(request):
     """The signed-in user's own settings (their profile, never anybody else's)."""
     profile, _ = Profile.objects.get_or_create(user=request.user)
-    form = MySettingsForm(request.POST or None, instance=profile)
+    form = MySettingsForm(request.POST if request.method == "POST" else None, instance=profile)
     if request.method == "POST":
         if not form.is_valid():
             return TemplateResponse(request, "accounts/settings.html", {"form": form}, status=400)

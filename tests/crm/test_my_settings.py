@@ -50,10 +50,12 @@ def test_a_new_language_applies_at_once_and_to_the_sign_in_page(alices_client, a
 
 
 @pytest.mark.parametrize(
-    "field, value", [("time_zone", "Mars/Olympus"), ("language", "xx"), ("phone", "1" * 51)]
+    "field, value",
+    [("time_zone", "Mars/Olympus"), ("language", "xx"), ("phone", "1" * 51), ("nothing", None)],
 )
 def test_a_bad_value_is_a_400_and_nothing_is_saved(alices_client, alice, field, value):
-    answer = alices_client.post(SETTINGS, saved(**{field: value}, signature="Changed"))
+    data = {} if value is None else saved(**{field: value}, signature="Changed")
+    answer = alices_client.post(SETTINGS, data)
 
     assert answer.status_code == 400
     assert 'class="errorlist"' in answer.content.decode()
