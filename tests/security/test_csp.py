@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from nurture import rendering, tasks
 from nurture.models import OutboundMessage, Sequence
-from tests.telephony.fake_ami import FakeAMI
+from tests.telephony.fake_ami import as_the_pbx
 
 pytest_plugins = ["tests.browser"]  # chromium, browser_page, expect, log_in
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -47,10 +47,7 @@ def assert_kept_to_the_policy(heard):
 @pytest.fixture
 def pbx(settings):
     """Asterisk's manager interface, for the Call button."""
-    settings.TELEPHONY_AMI_USERNAME, settings.TELEPHONY_AMI_SECRET = "crm", "s3cret"
-    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
-    with FakeAMI() as server:
-        settings.TELEPHONY_AMI_HOST, settings.TELEPHONY_AMI_PORT = "127.0.0.1", server.port
+    with as_the_pbx(settings) as server:
         yield server
 
 

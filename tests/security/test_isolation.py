@@ -1042,14 +1042,9 @@ def test_a_call_a_manager_may_see_but_not_control_answers_403(
 @pytest.fixture
 def ami(settings):
     """A fake Asterisk manager interface on loopback, configured as the CRM's PBX."""
-    from tests.telephony.fake_ami import FakeAMI
+    from tests.telephony.fake_ami import as_the_pbx
 
-    settings.TELEPHONY_AMI_USERNAME = "crm"
-    settings.TELEPHONY_AMI_SECRET = "s3cret"
-    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
-    with FakeAMI() as server:
-        settings.TELEPHONY_AMI_HOST = "127.0.0.1"
-        settings.TELEPHONY_AMI_PORT = server.port
+    with as_the_pbx(settings) as server:
         yield server
 
 

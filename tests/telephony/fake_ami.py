@@ -9,6 +9,7 @@ It greets with the banner, checks the Login, and then:
 
 import asyncio
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,3 +225,17 @@ class FakeAMI:
     async def _send(self, writer, *messages: str):
         writer.write("".join(messages).encode())
         await writer.drain()
+
+
+@contextmanager
+def as_the_pbx(settings, **more):
+    """A FakeAMI on loopback, configured (in pytest-django's `settings`) as the CRM's PBX:
+    user crm, secret s3cret, no HTTP click-to-call; `more` sets further TELEPHONY_AMI_*
+    settings, e.g. CONTEXT="from-internal"."""
+    settings.TELEPHONY_AMI_USERNAME, settings.TELEPHONY_AMI_SECRET = "crm", "s3cret"
+    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
+    for name, value in more.items():
+        setattr(settings, f"TELEPHONY_AMI_{name}", value)
+    with FakeAMI() as server:
+        settings.TELEPHONY_AMI_HOST, settings.TELEPHONY_AMI_PORT = "127.0.0.1", server.port
+        yield server

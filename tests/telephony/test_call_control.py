@@ -20,7 +20,7 @@ from telephony.calls.agents import state_of
 from telephony.models import Call
 from tests.telephony import fake_ami
 from tests.telephony.conftest import call_event
-from tests.telephony.fake_ami import FakeAMI
+from tests.telephony.fake_ami import as_the_pbx
 
 JSON = {"HTTP_ACCEPT": "application/json"}
 AGENT_STATE = reverse("telephony:agent_state")
@@ -28,14 +28,7 @@ AGENT_STATE = reverse("telephony:agent_state")
 
 @pytest.fixture
 def ami_server(settings):
-    settings.TELEPHONY_AMI_USERNAME = "crm"
-    settings.TELEPHONY_AMI_SECRET = "s3cret"
-    settings.TELEPHONY_AMI_CONTEXT = "from-internal"
-    settings.TELEPHONY_AMI_CHANNEL_TECH = "PJSIP"
-    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
-    with FakeAMI() as server:
-        settings.TELEPHONY_AMI_HOST = "127.0.0.1"
-        settings.TELEPHONY_AMI_PORT = server.port
+    with as_the_pbx(settings, CONTEXT="from-internal", CHANNEL_TECH="PJSIP") as server:
         yield server
 
 

@@ -5,7 +5,7 @@ call is answered, and a click sends the AMI action."""
 import pytest
 
 from telephony.models import Call
-from tests.telephony.fake_ami import FakeAMI
+from tests.telephony.fake_ami import as_the_pbx
 
 pytest_plugins = ["tests.browser"]  # chromium, browser_page, expect, log_in
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -17,13 +17,8 @@ LEADS_LEG, ALICES_LEG = "PJSIP/sipnet-00000001", "PJSIP/201-00000002"
 @pytest.fixture
 def pbx(settings):
     """Asterisk with the CRM's hold and conference contexts, listing the call's two legs."""
-    settings.TELEPHONY_AMI_USERNAME, settings.TELEPHONY_AMI_SECRET = "crm", "s3cret"
-    settings.TELEPHONY_AMI_CONTEXT = "from-internal"
-    settings.TELEPHONY_CLICK_TO_CALL_URL = ""
-    settings.TELEPHONY_AMI_HOLD_CONTEXT = "crm-hold"
-    settings.TELEPHONY_AMI_CONFERENCE_CONTEXT = "crm-conference"
-    with FakeAMI() as server:
-        settings.TELEPHONY_AMI_HOST, settings.TELEPHONY_AMI_PORT = "127.0.0.1", server.port
+    contexts = {"CONTEXT": "from-internal", "HOLD_CONTEXT": "crm-hold"}
+    with as_the_pbx(settings, **contexts, CONFERENCE_CONTEXT="crm-conference") as server:
         server.channels = [
             {"Channel": LEADS_LEG, "Uniqueid": "1.1", "Linkedid": "call-1"},
             {"Channel": ALICES_LEG, "Uniqueid": "1.2", "Linkedid": "call-1"},
