@@ -114,11 +114,11 @@ def screen_pop_calls(manager, *, now: datetime | None = None):
     )
 
 
-def screen_pop(manager, *, unsupported: dict | None = None, now: datetime | None = None) -> dict:
+def screen_pop(manager, *, unsupported: dict, now: datetime | None = None) -> dict:
     """`{"calls": [card, ...], "colleagues": [...]}`: the cards of the calls ringing or in
     progress on `manager`'s extension, as JSON-ready dicts, and during a call the colleagues it
     can be passed to. A call in progress carries its controls (`unsupported`: the controls the
-    PBX cannot offer and why, from `pbx.unsupported()`; None: every control is off).
+    PBX cannot offer and why, from `pbx.unsupported()`).
 
     A manager sees the details of their own leads only (supervisors of all); for another
     manager's lead the card says whose it is, so the call can be passed on.
@@ -130,8 +130,6 @@ def screen_pop(manager, *, unsupported: dict | None = None, now: datetime | None
     choices = []
     if any(call.state in IN_PROGRESS for call in calls):
         choices = colleague_choices(manager)
-    if unsupported is None:
-        unsupported = dict.fromkeys(Control.ALL, gettext("Call control is off."))
     if not choices:
         nobody = gettext("No colleague has a PBX extension to pass the call to.")
         unsupported = {Control.TRANSFER: nobody, Control.ATTENDED_TRANSFER: nobody, **unsupported}
