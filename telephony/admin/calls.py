@@ -65,6 +65,25 @@ class LeadFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ShownCallDetails:
+    """A call's manager, extension and transfer as a reader may see them (with_hidden_details
+    says what of a colleague's call is hidden): for the calls list and the lead page's calls."""
+
+    @admin.display(description=_("manager"), ordering="agent__username")
+    def manager(self, call):
+        return display_name_or_dash(call.agent)
+
+    @admin.display(description=_("extension"))
+    def shown_extension(self, call):
+        shown = "" if call.extension_hidden else call.extension
+        return shown or self.get_empty_value_display()
+
+    @admin.display(description=_("transferred to"))
+    def shown_transferred_to(self, call):
+        shown = "" if call.transferred_to_hidden else call.transferred_to
+        return shown or self.get_empty_value_display()
+
+
 class CallEventInline(ReadOnlyInline, admin.TabularInline):
     model = CallEvent
     fields = ["occurred_at", "type", "event_id", "received_at", "data"]
@@ -110,7 +129,7 @@ class ReportForm(forms.Form):
 
 
 @admin.register(Call)
-class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
+class CallAdmin(ShownCallDetails, HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "started_at",
         "direction",
@@ -277,20 +296,6 @@ class CallAdmin(HiddenIsNotFound, admin.ModelAdmin):
         shown = [str(lead) for lead in call.candidates_shown]
         others = sorted({whose(lead) for lead in call.candidates_hidden})
         return "; ".join(shown + others) or self.get_empty_value_display()
-
-    @admin.display(description=_("manager"), ordering="agent__username")
-    def manager(self, call):
-        return display_name_or_dash(call.agent)
-
-    @admin.display(description=_("extension"))
-    def shown_extension(self, call):
-        shown = "" if call.extension_hidden else call.extension
-        return shown or self.get_empty_value_display()
-
-    @admin.display(description=_("transferred to"))
-    def shown_transferred_to(self, call):
-        shown = "" if call.transferred_to_hidden else call.transferred_to
-        return shown or self.get_empty_value_display()
 
     @admin.display(description=_("timeline entry"))
     def timeline_entry(self, call):

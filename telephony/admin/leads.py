@@ -7,13 +7,14 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.admin import ReadOnlyInline
 from crm.lead_page import ADMIN, LeadPanel, lead_panels
-from crm.models import display_name_or_dash, user_display_name
+from crm.models import user_display_name
+from telephony.admin.calls import ShownCallDetails
 from telephony.calls import pbx, selectors
 from telephony.calls.shown import with_hidden_details
 from telephony.models import Call
 
 
-class CallInline(ReadOnlyInline, admin.TabularInline):
+class CallInline(ShownCallDetails, ReadOnlyInline, admin.TabularInline):
     model = Call
     fk_name = "lead"
     fields = [
@@ -35,20 +36,6 @@ class CallInline(ReadOnlyInline, admin.TabularInline):
     def get_queryset(self, request):
         calls = super().get_queryset(request).select_related("agent__profile")
         return with_hidden_details(request.user, calls)
-
-    @admin.display(description=_("manager"))
-    def manager(self, call):
-        return display_name_or_dash(call.agent)
-
-    @admin.display(description=_("extension"))
-    def shown_extension(self, call):
-        shown = "" if call.extension_hidden else call.extension
-        return shown or self.get_empty_value_display()
-
-    @admin.display(description=_("transferred to"))
-    def shown_transferred_to(self, call):
-        shown = "" if call.transferred_to_hidden else call.transferred_to
-        return shown or self.get_empty_value_display()
 
 
 @receiver(lead_panels, dispatch_uid="telephony.admin.lead_panel")
