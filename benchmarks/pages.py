@@ -171,7 +171,7 @@ def setup(leads: int, calls: int, timeline: int, enrollments: int) -> dict:
                 }
                 for pk, lead_id, number, at in sent
             ),
-            {},
+            {"sequence": sequence},
         )
     print(f"{len(enrolled):,} enrollments, {len(sent):,} sent emails: {t.seconds:.1f}s")
 

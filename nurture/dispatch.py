@@ -182,6 +182,7 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
         OutboundMessage,
         {
             "enrollment_id": [due.pk for due in allowed],
+            "sequence_id": [due.sequence.pk for due in allowed],
             "number": [due.sent_count for due in allowed],
             "sender_id": [due.sender_id for due in allowed],
             "to_email": [due.email for due in allowed],

@@ -148,6 +148,15 @@ class OutboundMessage(models.Model):
         verbose_name=_("enrollment"),
         db_index=False,
     )
+    # The enrollment's sequence, copied when the message is made (it never changes), so that
+    # "which email works" counts the sent ones per sequence and step from one index.
+    sequence = models.ForeignKey(
+        Sequence,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("sequence"),
+        db_index=False,
+    )
     number = models.PositiveSmallIntegerField(_("number"))
     state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.QUEUED)
     sender = models.ForeignKey(
@@ -201,12 +210,17 @@ class OutboundMessage(models.Model):
             models.Index(fields=["-created_at", "-number"], name="outbound_newest_idx"),
             # "Which email works" counts the sent emails per step from this index alone.
             models.Index(
-                fields=["enrollment", "number"], condition=Q(state="sent"), name="outbound_sent_idx"
+                fields=["sequence", "number"], condition=Q(state="sent"), name="outbound_sent_idx"
             ),
         ]
 
     def __str__(self):
         return f"#{self.number} → {self.to_email or self.enrollment.lead}"
+
+    def save(self, *args, **kwargs):
+        if self.sequence_id is None and self.enrollment_id is not None:
+            self.sequence_id = self.enrollment.sequence_id
+        super().save(*args, **kwargs)
 
 
 class CalendarDay(models.Model):

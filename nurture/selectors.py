@@ -302,8 +302,8 @@ def email_results(user, *, sequence=None, manager=None) -> list[SequenceResults]
     if sequence is not None:
         sequences = sequences.filter(pk=sequence.pk)
         enrollments = enrollments.filter(sequence=sequence)
-        messages = messages.filter(enrollment__sequence=sequence)
-    sent = messages.values_list("enrollment__sequence_id", "number").annotate(count=Count("*"))
+        messages = messages.filter(sequence=sequence)
+    sent = messages.values_list("sequence_id", "number").annotate(count=Count("*"))
     with _without_jit():
         sent_counts = {
             (sequence_id, number): count for sequence_id, number, count in sent.order_by()
