@@ -32,7 +32,7 @@ def test_alice_moves_to_yekaterinburg_and_her_next_step_moves_with_her(
     expect(page.get_by_role("heading", level=1)).to_have_text("Мои настройки")
     page.locator("#id_language").select_option("ru")  # (the footer has a language switch too)
     page.get_by_label("Часовой пояс").select_option("Asia/Yekaterinburg")
-    screenshot(page, "my-settings-ru")
+    screenshot(page, "my-settings-ru-choosing")
     assert sideways_scroll(page) <= 0
     assert not serious_axe_violations(page)
     page.get_by_role("button", name="Сохранить").click()
