@@ -278,6 +278,10 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
         on_trying=lambda transmission: own_journal.trying(transmission.message.pk),
         on_accepted=accepted,
     )
+    for transmission in transmissions:
+        if transmission.tried and _may_have_gone(transmission.error):
+            # Never given back, even if the fence's failure below gives back all the rest.
+            own_journal.doubtful.add(transmission.message.pk)
     if fence.lost:
         raise LocksLost(fence.lost)
     sent = []
@@ -293,8 +297,6 @@ def _deliver(claimed: list[OutboundMessage]) -> dict[int, str]:
             sent.append(message)
         else:
             outcomes[message.pk] = _settle_error(message, transmission.error, planner)
-            if outcomes[message.pk] == "error":
-                own_journal.doubtful.add(message.pk)  # may have gone: never given back
     _record_sent(sent)
     if sent:
         own_journal.sync()  # on disk before the commit that makes it unneeded can fail
@@ -381,6 +383,11 @@ def _mark_sent(message: OutboundMessage, transmission: Transmission) -> None:
     message.lease_expires_at = None
     message.error = ""
     message.provider_message_id = _provider_message_id(transmission)
+
+
+def _may_have_gone(error: Exception | None) -> bool:
+    """An error that neither the server nor the fence explains: the email may have gone."""
+    return error is not None and not isinstance(error, (TransientError, PermanentError, LocksLost))
 
 
 def _settle_error(message: OutboundMessage, outcome: Exception, planner=None) -> str:

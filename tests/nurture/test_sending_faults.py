@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
 
 from crm import services as crm_services
@@ -135,6 +136,37 @@ def test_a_halt_that_commits_after_the_delivering_session_died_stops_its_email(
         [leads_email(message_ids[0]), leads_email(message_ids[2])]
     )
     assert OutboundMessage.objects.get(pk=message_ids[2]).attempts == 1  # counted once
+
+
+class FailsUnexplained(BaseEmailBackend):
+    """A backend that hands its first email over and then fails in a way no server explains
+    (it may have gone), after ending the delivering database session (`session_pid`)."""
+
+    session_pid = None
+
+    def send_messages(self, email_messages):
+        terminate(self.session_pid)
+        raise RuntimeError("the connection did something nobody expected")
+
+
+@LIVE
+@pytest.mark.postgres
+def test_an_email_that_may_have_gone_is_not_given_back_when_the_fence_then_fails(
+    message_ids, settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL session: runs in the PostgreSQL pass")
+    settings.EMAIL_BACKEND = f"{__name__}.FailsUnexplained"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [FailsUnexplained.session_pid] = cursor.fetchone()
+
+    with pytest.raises(transport.LocksLost):
+        sending.send_messages(message_ids)
+    connection.close()
+
+    assert outbox.replay_journals() == (0, 2)  # the two never tried go again; the first not
+    assert states(message_ids) == [State.SENDING, State.RETRY, State.RETRY]
 
 
 def leads_email(message_id: int) -> str:
