@@ -5,7 +5,7 @@ import pytest
 
 from crm import services as crm_services
 from crm.models import Notification
-from nurture import outbox, sending, tasks
+from nurture import journal, outbox, sending, tasks
 from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, MailboxLimit, OutboundMessage
 
@@ -133,6 +133,19 @@ def test_an_expired_lease_is_marked_unknown_and_never_resent(
     assert reload(first_message).state == State.UNKNOWN
     assert smtp_server.received == []
     assert "may or may not have been sent" in Notification.objects.get(user=alice).message
+
+
+def test_a_journal_that_cannot_be_read_does_not_stop_the_reconciler(
+    first_message, smtp_server, clock, settings, caplog
+):
+    sending._claim([first_message.pk])  # the worker dies right after this
+    (journal.folder() / "broken.jsonl").mkdir(parents=True)  # not a file: reading it fails
+    clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
+
+    assert outbox.reconcile_expired_leases() == 1
+
+    assert reload(first_message).state == State.UNKNOWN
+    assert "could not be read" in caplog.text
 
 
 def test_hostile_lead_data_is_escaped_in_html_and_cannot_add_headers(
