@@ -136,8 +136,9 @@ def test_an_expired_lease_is_marked_unknown_and_never_resent(
 
 
 def test_a_journal_that_cannot_be_read_does_not_stop_the_reconciler(
-    first_message, smtp_server, clock, settings, caplog
+    first_message, smtp_server, clock, settings, caplog, tmp_path
 ):
+    settings.VAR_DIR = tmp_path  # the broken journal stays this test's
     sending._claim([first_message.pk])  # the worker dies right after this
     (journal.folder() / "broken.jsonl").mkdir(parents=True)  # not a file: reading it fails
     clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))

@@ -227,8 +227,8 @@ def test_the_csv_opens_in_a_russian_excel_as_it_is(client, alice, calls):
     assert len(header) == 9 and rows == [
         [
             "2025-11-20 10:00:00",  # Moscow time, as Excel reads a date and time
-            rows[0][1],
-            rows[0][2],
+            "исходящий",
+            "завершён",
             "Анна Иванова",
             "'+7 916 123-45-67",  # text, not a formula
             "Alice Manager",
