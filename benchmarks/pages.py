@@ -235,15 +235,14 @@ def setup(leads: int, calls: int, timeline: int, enrollments: int) -> dict:
             ),
             {},
         )
-        if any(f.name == "last_activity_at" for f in Lead._meta.fields):
-            with connection.cursor() as cursor:
-                # As migration crm.0006 fills it: the newest entry, else the creation.
-                cursor.execute("UPDATE crm_lead SET last_activity_at = created_at")
-                cursor.execute(
-                    "UPDATE crm_lead SET last_activity_at = a.at FROM (SELECT lead_id, "
-                    "max(created_at) AS at FROM crm_activity GROUP BY lead_id) a "
-                    "WHERE a.lead_id = crm_lead.id"
-                )
+        with connection.cursor() as cursor:
+            # As migration crm.0006 fills it: the newest entry, else the creation.
+            cursor.execute("UPDATE crm_lead SET last_activity_at = created_at")
+            cursor.execute(
+                "UPDATE crm_lead SET last_activity_at = a.at FROM (SELECT lead_id, "
+                "max(created_at) AS at FROM crm_activity GROUP BY lead_id) a "
+                "WHERE a.lead_id = crm_lead.id"
+            )
         vacuum(Lead, Activity, Enrollment, OutboundMessage, Call)
     print(f"{len(entries):,} timeline entries: {t.seconds:.1f}s")
     return {

@@ -39,6 +39,14 @@ class CappedPaginator(Paginator):
         return self.limit // self.per_page
 
 
+def query_without(query, *names: str) -> str:
+    """The request's query string without `names` (for a list's page links: without "page")."""
+    query = query.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
 def page_of(rows, number, per_page: int, *, read_ahead: int = 0) -> Page:
     """Page `number` (as a request gives it: anything; not a number means the first, past the
     end the last) of the queryset `rows`, counted no further than needed.

@@ -119,8 +119,7 @@ def emails(request):
 def _queries(request) -> dict:
     """The page's query without the page number (for the page links) and without the tab's own
     parameters (for the tabs, which keep the sequence and manager chosen)."""
-    without_page, shared = request.GET.copy(), request.GET.copy()
-    without_page.pop("page", None)
-    for name in ("page", "state"):
-        shared.pop(name, None)
-    return {"query_without_page": without_page.urlencode(), "shared_query": shared.urlencode()}
+    return {
+        "query_without_page": paging.query_without(request.GET, "page"),
+        "shared_query": paging.query_without(request.GET, "page", "state"),
+    }

@@ -43,7 +43,7 @@ def lead_list(request):
         "page": page,
         "row_notes": lead_page.row_notes_for(request, page.object_list),
         "bulk": bulk,
-        "query_without_page": _query_without(request.GET, "page"),
+        "query_without_page": paging.query_without(request.GET, "page"),
         "sees_everyone": selectors.can_see_all_leads(request.user),
     }
     template = "crm/leads/_results.html" if request.htmx else "crm/leads/list.html"
@@ -90,9 +90,3 @@ def _back_to_list(request) -> str:
     if back.startswith("/leads/") and url_has_allowed_host_and_scheme(back, allowed_hosts=None):
         return back
     return reverse("crm:lead_list")
-
-
-def _query_without(query, name: str) -> str:
-    query = query.copy()
-    query.pop(name, None)
-    return query.urlencode()

@@ -18,8 +18,9 @@ COLUMN_LENGTH = 20
 def pipeline(request):
     leads = selectors.leads_visible_to(request.user)
     columns = selectors.pipeline_columns(leads, length=COLUMN_LENGTH)
+    statuses = [column.status for column in columns]  # every status, in order
     return TemplateResponse(
-        request, "crm/pipeline/board.html", {"columns": columns, "statuses_for_move": _statuses()}
+        request, "crm/pipeline/board.html", {"columns": columns, "statuses_for_move": statuses}
     )
 
 

@@ -40,7 +40,7 @@ def call_log(request):
         "filters": filters,
         "page": page,
         "entries": selectors.entries(request.user, page.object_list),
-        "query_without_page": _query_without(request.GET, "page"),
+        "query_without_page": paging.query_without(request.GET, "page"),
     }
     return TemplateResponse(
         request, "telephony/calls/log.html", context, status=200 if valid else 400
@@ -85,9 +85,3 @@ def call_report(request):
     return TemplateResponse(
         request, "telephony/calls/report.html", context, status=200 if form.is_valid() else 400
     )
-
-
-def _query_without(query, name: str) -> str:
-    query = query.copy()
-    query.pop(name, None)
-    return query.urlencode()

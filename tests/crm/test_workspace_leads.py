@@ -50,15 +50,24 @@ def test_a_lead_is_found_by_name_in_any_case_and_order_or_by_phone_typed_any_way
     assert "Сидоров" not in names_on(page)
 
 
-def test_a_manager_filtering_by_a_colleague_gets_a_400_not_their_leads(
-    alices_client, bob, make_lead
+def test_a_managers_filter_by_a_colleague_is_not_offered_and_shows_her_own_leads(
+    alices_client, alice, bob, make_lead
 ):
+    make_lead(alice, first_name="Anna", last_name="Ivanova")
     make_lead(bob, first_name="Boris", last_name="Bakerov")
 
-    page = alices_client.get(reverse("crm:lead_list"), {"manager": bob.pk, "status": "nope"})
+    page = alices_client.get(reverse("crm:lead_list"), {"manager": bob.pk})
 
-    assert page.status_code == 400
-    assert "Bakerov" not in names_on(page)
+    assert page.status_code == 200 and 'name="manager"' not in names_on(page)
+    assert "Bakerov" not in names_on(page) and "Anna Ivanova" in names_on(page)
+
+
+def test_a_bad_filter_is_a_400_that_shows_no_leads(alices_client, alice, make_lead):
+    make_lead(alice, first_name="Anna", last_name="Ivanova")
+
+    page = alices_client.get(reverse("crm:lead_list"), {"status": "nope"})
+
+    assert page.status_code == 400 and "Anna Ivanova" not in names_on(page)
 
 
 def test_filters_stay_in_the_page_links(alices_client, alice, make_lead):
