@@ -222,6 +222,8 @@ class LeadForm(forms.ModelForm):
         super()._post_clean()
         if self.errors:
             return
+        if not self.instance._state.adding and not {"email", "phone_raw"} & set(self.changed_data):
+            return  # an edit that keeps the email and phone: looked at when they were saved
         self.duplicates = list(duplicates_of(self.instance))
         if self.duplicates and not self.cleaned_data.get("save_anyway"):
             self.add_error(

@@ -176,12 +176,17 @@ def change_status_of_many(leads, code: str, *, by=None, reason: str = "") -> int
 
 @transaction.atomic
 def reassign(lead: Lead, user, *, by=None) -> bool:
-    """Make `user` responsible for `lead`, with a timeline entry; False if they already are."""
+    """Make `user` responsible for `lead`, with a timeline entry, and give them the open tasks
+    the previous manager had on it; False if they already are."""
     locked = Lead.objects.select_for_update().get(pk=lead.pk)
     if locked.responsible_id == user.pk:
         return False
     now = timezone.now()
     Lead.objects.filter(pk=lead.pk).update(responsible=user, updated_at=now)
+    # The next steps the old manager had on it go with the lead.
+    Task.objects.filter(
+        lead=lead, done_at__isnull=True, assigned_to_id=locked.responsible_id
+    ).update(assigned_to=user)
     record_activity(
         lead,
         Activity.Kind.REASSIGNED,

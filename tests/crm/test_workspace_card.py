@@ -1,9 +1,13 @@
 """The lead card: the timeline, notes, status buttons, the edit and new forms, duplicates,
 and the panels nurture and telephony add."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from crm import services
 from crm.models import Activity, Lead, Notification
 
 pytestmark = pytest.mark.django_db
@@ -158,6 +162,37 @@ def test_a_supervisor_reassigns_on_the_edit_form_with_a_timeline_entry(
     lead.refresh_from_db()
     assert lead.responsible == bob
     assert lead.activities.filter(kind=Activity.Kind.REASSIGNED, actor=olga).exists()
+
+
+def test_a_reassigned_lead_takes_its_managers_open_tasks_along(client, olga, alice, bob, make_lead):
+    lead = make_lead(alice)
+    tomorrow = timezone.now() + timedelta(days=1)
+    open_task = services.create_task(lead, "Call back", tomorrow, alice, by=alice)
+    olgas_task = services.create_task(lead, "Check the offer", tomorrow, olga, by=olga)
+    client.force_login(olga)
+
+    client.post(
+        reverse("crm:lead_edit", args=[lead.pk]),
+        {"title": lead.title, "email": lead.email, "responsible": bob.pk},
+    )
+
+    open_task.refresh_from_db(), olgas_task.refresh_from_db()
+    assert open_task.assigned_to == bob and olgas_task.assigned_to == olga
+
+
+def test_an_edit_that_keeps_a_shared_email_is_not_stopped_again(
+    alices_client, alice, bob, make_lead
+):
+    make_lead(bob, email="shared@client.example")
+    mine = make_lead(alice, email="shared@client.example", title="Before")
+
+    answer = alices_client.post(
+        reverse("crm:lead_edit", args=[mine.pk]), {"title": "After", "email": mine.email}
+    )
+
+    assert answer.status_code == 302
+    mine.refresh_from_db()
+    assert mine.title == "After" and not Notification.objects.filter(user=bob).exists()
 
 
 def test_stopping_nurturing_from_the_card(
