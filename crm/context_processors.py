@@ -10,6 +10,13 @@ def workspace(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or request.path.startswith("/admin/"):
         return {}
+    # Once a request: a page renders its panels (Today's, the card's) with the request too.
+    if (built := getattr(request, "_workspace_context", None)) is None:
+        built = request._workspace_context = _build(request, user)
+    return built
+
+
+def _build(request, user) -> dict:
     items = menu_for(request)
     return {
         "workspace_menu": items,

@@ -43,6 +43,22 @@ def test_today_shows_a_lead_that_wrote_back_until_somebody_acts(alices_client, a
     assert "Anna Replied" not in section.split("They answered")[1].split("</section>")[0]
 
 
+@pytest.mark.parametrize(
+    "language, said",
+    [("en", "wrote back 0\xa0minutes ago"), ("ru", "ответил(а) на письмо 0\xa0минут назад")],
+)
+def test_today_says_when_the_lead_answered_in_a_sentence_of_the_readers_language(
+    alices_client, alice, make_lead, language, said
+):
+    lead = make_lead(alice, first_name="Anna", last_name="Replied", status_code="nurturing")
+    services.change_status(lead, "in_progress", cause=StatusChangeCause.REPLY)
+    alices_client.cookies["django_language"] = language
+
+    page = alices_client.get(reverse("crm:today")).content.decode()
+
+    assert said in page
+
+
 def test_today_lists_new_leads_nobody_contacted_yet(alices_client, alice, make_lead):
     make_lead(alice, first_name="Fresh", last_name="Lead")
     contacted = make_lead(alice, first_name="Called", last_name="Already", email="c@example.com")
