@@ -21,7 +21,24 @@ from crm.selectors import (
 )
 
 
-class VisibleChoiceField(forms.ModelChoiceField):
+class ChoicesInOneQuery(forms.models.ModelChoiceIterator):
+    """A choice field's rows read by one ordinary query. Django reads them with
+    queryset.iterator(), which on PostgreSQL opens a server-side cursor (DECLARE ... WITH HOLD,
+    FETCH, CLOSE: three round trips and a copy of the rows) for a list of a dozen statuses or
+    people; the rows read here stay on the field's queryset for the rest of the request."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for row in self.queryset:
+            yield self.choice(row)
+
+
+class ModelChoiceField(forms.ModelChoiceField):
+    iterator = ChoicesInOneQuery
+
+
+class VisibleChoiceField(ModelChoiceField):
     """A choice among the rows this user may see (the field's queryset). A value outside it
     answers 404, as a row that does not exist does: the page never offers one, so only a made-up
     request sends it, and it learns nothing about whether that row exists."""
@@ -36,7 +53,7 @@ class VisibleChoiceField(forms.ModelChoiceField):
 
 
 class MoveToStatusForm(forms.Form):
-    status = forms.ModelChoiceField(
+    status = ModelChoiceField(
         label=_("New status"), queryset=LeadStatus.objects.all(), to_field_name="code"
     )
     reason = forms.CharField(label=_("Reason"), required=False, max_length=200)
@@ -79,7 +96,7 @@ class LeadFilterForm(forms.Form):
     }
 
     q = forms.CharField(label=_("Search"), required=False, max_length=200)
-    status = forms.ModelChoiceField(
+    status = ModelChoiceField(
         label=_("Status"),
         queryset=LeadStatus.objects.all(),
         to_field_name="code",
@@ -147,7 +164,7 @@ class BulkLeadsForm(forms.Form):
     give them to another manager."""
 
     leads = VisibleMultipleChoiceField(queryset=Lead.objects.none())
-    status = forms.ModelChoiceField(
+    status = ModelChoiceField(
         label=_("Move to"),
         queryset=LeadStatus.objects.all(),
         to_field_name="code",
@@ -300,7 +317,7 @@ def preset_due(preset: str):
     return at_ten + timedelta(days=days)
 
 
-def share_choices(first: forms.ModelChoiceField, *others: forms.ModelChoiceField) -> None:
+def share_choices(first: ModelChoiceField, *others: ModelChoiceField) -> None:
     """Read the choices of model choice fields that offer the same rows once, not once each
     (the lead list's filter and its bulk action both list the statuses, say)."""
     # Not list(): it asks the iterator's length first, and that is a COUNT query of its own.

@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from crm import paging
-from crm.forms import PersonChoiceField, people_to_assign
+from crm.forms import ModelChoiceField, PersonChoiceField, people_to_assign
 from crm.selectors import can_see_all_leads
 from crm.views.access import workspace_page
 from nurture import selectors
@@ -37,7 +37,7 @@ class NurturingFilterForm(forms.Form):
             (Enrollment.State.HALTED, _("Stopped")),
         ],
     )
-    sequence = forms.ModelChoiceField(
+    sequence = ModelChoiceField(
         label=_("Sequence"),
         queryset=Sequence.objects.order_by("name"),
         required=False,

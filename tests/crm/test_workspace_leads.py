@@ -198,3 +198,21 @@ def test_leads_are_filtered_by_where_their_nurturing_stands(
     assert "Nina Nurtured" in active and "Nick Never" not in active
     assert "Nick Never" in never and "Nina Nurtured" not in never
     assert "Email 1 of 6 goes on" in active
+
+
+def test_the_lists_choices_are_read_by_ordinary_queries_not_a_cursor_each(
+    client, olga, alice, make_lead, monkeypatch
+):
+    # QuerySet.iterator() is a server-side cursor on PostgreSQL: three round trips per select.
+    def no_cursor(queryset, *args, **kwargs):
+        raise AssertionError(f"{queryset.model.__name__} read through iterator()")
+
+    monkeypatch.setattr("django.db.models.query.QuerySet.iterator", no_cursor)
+    make_lead(alice, first_name="Anna", last_name="Ivanova")
+    client.force_login(olga)
+
+    page = client.get(reverse("crm:lead_list"))
+    card = client.get(reverse("crm:lead_detail", args=[Lead.objects.get().pk]))
+
+    assert "Anna Ivanova" in names_on(page) and f'value="{alice.pk}"' in names_on(page)
+    assert card.status_code == 200 and f'value="{alice.pk}"' in names_on(card)
