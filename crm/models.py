@@ -11,6 +11,13 @@ from django.utils.translation import gettext_lazy as _
 from crm.phones import normalize_phone
 
 
+def name_in_language(name_ru: str, name_en: str) -> str:
+    """A status's name in the active language, falling back to the other one."""
+    if (get_language() or "").startswith("ru"):
+        return name_ru or name_en
+    return name_en or name_ru
+
+
 class LeadStatus(models.Model):
     # The statuses the CRM itself uses (created by migration 0002); the rest are the company's.
     NEW = "new"
@@ -40,9 +47,7 @@ class LeadStatus(models.Model):
     @property
     def name(self) -> str:
         """The name in the active language, falling back to the other one."""
-        if (get_language() or "").startswith("ru"):
-            return self.name_ru or self.name_en
-        return self.name_en or self.name_ru
+        return name_in_language(self.name_ru, self.name_en)
 
 
 class Lead(models.Model):
@@ -338,13 +343,12 @@ class Activity(models.Model):
         if self.kind == self.Kind.STATUS_CHANGE:
             old, new = self.payload.get("from"), self.payload.get("to")
             if hasattr(self, "from_status_ru"):
-                statuses = {
-                    old: LeadStatus(name_ru=self.from_status_ru, name_en=self.from_status_en),
-                    new: LeadStatus(name_ru=self.to_status_ru, name_en=self.to_status_en),
+                names = {
+                    old: name_in_language(self.from_status_ru, self.from_status_en),
+                    new: name_in_language(self.to_status_ru, self.to_status_en),
                 }
             else:
-                statuses = {status.code: status for status in LeadStatus.objects.all()}
-            names = {code: status.name for code, status in statuses.items()}
+                names = {status.code: status.name for status in LeadStatus.objects.all()}
             return gettext("Status: %(old)s → %(new)s") % {
                 "old": names.get(old) or old,
                 "new": names.get(new) or new,

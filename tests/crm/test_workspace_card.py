@@ -32,6 +32,50 @@ def test_the_timeline_shows_newest_first_with_notes_and_reasons(alices_client, a
     assert "Reason: called" in page
 
 
+@pytest.mark.parametrize(
+    "kind, payload, shown, hidden",
+    [
+        (
+            Activity.Kind.EMAIL_IN,
+            {"subject": "Re: prices", "excerpt": "Send the offer"},
+            ["Re: prices", "Send the offer"],
+            [],
+        ),
+        (Activity.Kind.EMAIL_OUT, {"subject": "Our offer"}, ["Our offer"], []),
+        (
+            Activity.Kind.REASSIGNED,
+            {"to_name": "Bob Baker", "subject": "stray"},
+            ["Now with Bob Baker"],
+            ["stray"],
+        ),
+        (
+            Activity.Kind.TASK,
+            {"title": "Call back", "assigned_to_name": "Alice"},
+            ["Call back · Alice"],
+            [],
+        ),
+        (Activity.Kind.CALL, {"state": "missed", "talk_time": 30}, ["Missed"], ["Talked"]),
+        (Activity.Kind.CALL, {"state": "answered", "talk_time": 30}, ["Talked 30 s"], ["Missed"]),
+        (
+            Activity.Kind.STATUS_CHANGE,
+            {"from": "new", "to": "won", "reason": "signed"},
+            ["Reason: signed"],
+            [],
+        ),
+    ],
+)
+def test_each_kind_of_entry_shows_what_its_payload_says(
+    alices_client, alice, make_lead, kind, payload, shown, hidden
+):
+    lead = make_lead(alice)
+    Activity.objects.create(lead=lead, kind=kind, summary="Something happened", payload=payload)
+
+    page = alices_client.get(reverse("crm:lead_detail", args=[lead.pk])).content.decode()
+
+    assert all(text in page for text in shown), shown
+    assert not any(text in page for text in hidden), hidden
+
+
 def test_a_note_through_htmx_answers_the_timeline_fragment(alices_client, alice, make_lead):
     lead = make_lead(alice)
 
