@@ -20,7 +20,13 @@ def pipeline(request):
     columns = selectors.pipeline_columns(leads, length=COLUMN_LENGTH)
     statuses = [column.status for column in columns]  # every status, in order
     return TemplateResponse(
-        request, "crm/pipeline/board.html", {"columns": columns, "statuses_for_move": statuses}
+        request,
+        "crm/pipeline/board.html",
+        {
+            "columns": columns,
+            "statuses_for_move": statuses,
+            "count_cap": selectors.COLUMN_COUNT_CAP,
+        },
     )
 
 

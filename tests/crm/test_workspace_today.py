@@ -122,6 +122,28 @@ def test_the_pipeline_counts_every_lead_but_shows_the_first_of_each_column(
     assert "?after=20" in page
 
 
+def test_a_column_counts_up_to_its_cap_then_says_over(
+    alices_client, alice, bob, make_lead, monkeypatch
+):
+    monkeypatch.setattr("crm.selectors.COLUMN_COUNT_CAP", 3)
+    for number in range(4):
+        make_lead(alice, first_name=f"N{number}", email=f"n{number}@example.com")
+    for number in range(5):
+        make_lead(bob, first_name=f"B{number}", email=f"b{number}@example.com")  # not hers
+    for number in range(3):
+        lead = make_lead(alice, first_name=f"P{number}", email=f"p{number}@example.com")
+        services.change_status(lead, "in_progress", by=alice)
+
+    page = alices_client.get(reverse("crm:pipeline")).content.decode()
+
+    def heading(code):
+        return page.split(f'id="column-{code}"')[1].split("</h2>")[0]
+
+    assert '<span class="muted" data-capped>over 3</span>' in heading("new")
+    assert '<span class="muted">3</span>' in heading("in_progress")
+    assert '<span class="muted">0</span>' in heading("converted")
+
+
 def test_each_pipeline_card_offers_every_status_with_its_own_chosen(
     alices_client, alice, make_lead
 ):
