@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
@@ -40,6 +41,29 @@ class HiddenIsNotFound:
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         raise Http404(_("Not found."))
+
+
+class RowLinksBuiltOnce(ChangeList):
+    """A list whose row links carry its search and filters (?_changelist_filters=…, so the
+    change page leads back to them) as Django's do, but built once per page: Django resolves
+    each row's URL again to find out whether it is the list's own, 50 URL resolutions for a
+    searched page."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # items_for_result skips its add_preserved_filters when this is empty
+        self.row_link_query, self.preserved_filters = self.preserved_filters, ""
+
+    def url_for_result(self, result):
+        url = super().url_for_result(result)
+        return f"{url}?{self.row_link_query}" if self.row_link_query else url
+
+
+class QuickList:
+    """Mixed into a ModelAdmin with long lists (see RowLinksBuiltOnce)."""
+
+    def get_changelist(self, request, **kwargs):
+        return RowLinksBuiltOnce
 
 
 class UserFilter(admin.RelatedOnlyFieldListFilter):
@@ -118,7 +142,7 @@ class ActivityInline(ReadOnlyInline, admin.TabularInline):
 
 
 @admin.register(Lead)
-class LeadAdmin(HiddenIsNotFound, admin.ModelAdmin):
+class LeadAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "title",
         "full_name",
@@ -318,7 +342,7 @@ class ProfileAdmin(HiddenIsNotFound, admin.ModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(HiddenIsNotFound, admin.ModelAdmin):
+class ActivityAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
     """The timeline is the CRM's record: entries are never edited, and the one kind a person
     adds is a note, on a lead they may see, in their own name, now."""
 
@@ -369,7 +393,7 @@ class ActivityAdmin(HiddenIsNotFound, admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(HiddenIsNotFound, admin.ModelAdmin):
+class NotificationAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
     """Notifications are written by the CRM. Nobody adds or edits one here: the one thing a
     person changes is whether their own notifications are read."""
 

@@ -120,7 +120,7 @@ class SequenceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(crm_admin.HiddenIsNotFound, admin.ModelAdmin):
+class EnrollmentAdmin(crm_admin.QuickList, crm_admin.HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "lead",
         "sequence",
@@ -219,7 +219,9 @@ class EnrollmentAdmin(crm_admin.HiddenIsNotFound, admin.ModelAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin):
+class OutboundMessageAdmin(
+    crm_admin.QuickList, crm_admin.HiddenIsNotFound, crm_admin.ReadOnlyAdmin
+):
     list_display = [
         "number",
         "lead",

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.admin import (
     HiddenIsNotFound,
+    QuickList,
     ReadOnlyAdmin,
     ReadOnlyInline,
     UserFilter,
@@ -129,7 +130,7 @@ class ReportForm(forms.Form):
 
 
 @admin.register(Call)
-class CallAdmin(ShownCallDetails, HiddenIsNotFound, admin.ModelAdmin):
+class CallAdmin(ShownCallDetails, QuickList, HiddenIsNotFound, admin.ModelAdmin):
     list_display = [
         "started_at",
         "direction",
@@ -372,7 +373,7 @@ def _editable(name: str) -> str:
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(HiddenIsNotFound, ReadOnlyAdmin):
+class CallEventAdmin(QuickList, HiddenIsNotFound, ReadOnlyAdmin):
     list_display = ["occurred_at", "type", "source", "event_id", "call", "received_at"]
     list_filter = ["type", "source"]
     list_select_related = ["call"]

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import HiddenIsNotFound
+from crm.admin import HiddenIsNotFound, QuickList
 from crm.forms import VisibleChoiceField
 from crm.selectors import can_see_all_leads, leads_visible_to
 from telephony.mail import services as mail_services
@@ -48,7 +48,7 @@ class AttachForm(forms.Form):
 
 
 @admin.register(InboundEmail)
-class InboundEmailAdmin(HiddenIsNotFound, admin.ModelAdmin):
+class InboundEmailAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
     list_display = ["received_at", "sender", "subject", "kind", "lead", "matched_by"]
     list_filter = ["kind", "matched_by", MatchedFilter, "source"]
     list_select_related = ["lead"]

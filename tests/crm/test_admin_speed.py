@@ -58,3 +58,33 @@ def test_the_lead_list_sorts_by_last_activity(client, leads_with_timelines, olga
 
     shown = [lead.last_activity_at for lead in page.context["cl"].result_list]
     assert shown == sorted(shown, reverse=ordering.startswith("-"))
+
+
+def test_a_searched_lists_row_links_lead_back_to_the_search_as_djangos_do(
+    client, make_lead, olga, alice, monkeypatch
+):
+    from django.contrib.admin.templatetags import admin_urls
+    from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+
+    lead = make_lead(alice, first_name="Иван", last_name="Петров")
+    for number in range(5):
+        make_lead(alice, first_name=f"Пётр{number}", last_name="Петров", email=f"{number}@e.ru")
+    resolved = []
+    real_resolve = admin_urls.resolve
+    monkeypatch.setattr(
+        admin_urls, "resolve", lambda path: resolved.append(path) or real_resolve(path)
+    )
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_changelist"), {"q": "петров", "o": "1"})
+    monkeypatch.undo()
+
+    assert page.context["cl"].result_count == 6
+    assert len(resolved) == 1  # the Add button's; none for each of the six rows
+
+    change = reverse("admin:crm_lead_change", args=[lead.pk])
+    djangos = add_preserved_filters(
+        {"preserved_filters": page.context["preserved_filters"], "opts": Lead._meta}, change
+    )
+    assert "_changelist_filters=q%3D" in djangos
+    assert f'href="{djangos.replace("&", "&amp;")}"' in page.content.decode()
