@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
@@ -49,14 +51,23 @@ def search_leads(queryset: QuerySet, term: str) -> QuerySet:
     """Leads whose name, email, title or company contain every word of `term`, in any case and
     order («петров иван» and «ИВАН» find Иван Петров), or whose phone is `term`.
 
-    A phone is found in whatever format a person types it (`8 (916) 123-45-67`, `+7 916 1234567`),
-    and by five or more of its digits in a row. The words are compared with Lead.search_text
-    (normalised the same way), so SQLite matches Cyrillic in any case too; on PostgreSQL
-    trigram indexes serve both.
+    A whole email address finds the leads with that address (any case), a part of one those
+    whose email contains it. A phone is found in whatever format a person types it
+    (`8 (916) 123-45-67`, `+7 916 1234567`), and by five or more of its digits in a row. The
+    words are compared with Lead.search_text (normalised the same way), so SQLite matches
+    Cyrillic in any case too; on PostgreSQL trigram indexes serve both.
     """
     words = normalize_search(term).split()
     if not words:
         return queryset
+    if len(words) == 1 and _is_email_address(term.strip()):
+        # A whole address is looked up as the lead's email first, by its own index: its
+        # trigrams ("@gm", "mai", ".ru" ...) are shared by most leads, and a substring search
+        # for them reads most of the trigram index. Half typed ("ivan@mail.r") it finds
+        # nothing, and the substring search below runs.
+        with_address = queryset.filter(email=term.strip().lower())
+        if with_address.exists():
+            return with_address
     match = Q()
     for word in words:
         match &= Q(search_text__contains=word)
@@ -66,6 +77,14 @@ def search_leads(queryset: QuerySet, term: str) -> QuerySet:
     for digits in _phone_fragments(term):
         match |= Q(phone__contains=digits)
     return queryset.filter(match)
+
+
+def _is_email_address(text: str) -> bool:
+    try:
+        validate_email(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _phone_fragments(term: str) -> set[str]:

@@ -85,7 +85,16 @@ def test_a_phone_is_found_by_five_or_more_of_its_digits(leads, typed, whose):
 
 def test_an_email_is_found_whole_in_any_case_or_by_part(leads):
     assert found("IVAN@SMIRNOV.EXAMPLE") == {"Smirnov"}
+    assert found(" ivan@smirnov.example ") == {"Smirnov"}
     assert found("romashka.example") == {"Петров"}
+    assert found("n@smirnov.exa") == {"Smirnov"}
+
+
+def test_a_whole_address_finds_that_address_not_others_containing_it(leads, make_lead, alice):
+    make_lead(alice, last_name="Ivanov", email="x.ivan@smirnov.example")
+
+    assert found("ivan@smirnov.example") == {"Smirnov"}
+    assert found("ivan@smirnov") == {"Smirnov", "Ivanov"}
 
 
 def test_title_and_company_are_found_in_any_case(leads):
@@ -132,3 +141,19 @@ def test_on_postgresql_the_search_reads_the_trigram_indexes():
 
     assert "lead_search_text_trgm_idx" in plan
     assert "lead_phone_trgm_idx" in plan
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_on_postgresql_a_whole_address_reads_the_email_index(make_lead, alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    make_lead(alice, email="ivan@gmail.com")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        queryset = search_leads(Lead.objects.order_by(), "Ivan@Gmail.com")
+        sql, params = queryset.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "crm_lead_email" in plan and "trgm" not in plan
