@@ -20,12 +20,13 @@ def today_page(request):
     stopped = selectors.stopped_by_the_lead(user, since=timezone.now() - STOPPED_RECENTLY)
     now = timezone.localtime()
     end_of_today = now.replace(hour=23, minute=59, second=59, microsecond=999999)
-    # One read, soonest first: the overdue come first, then today's, then the rest.
-    tasks = list(selectors.open_tasks_of(user)[: SHOWN * 3])
+    # Each group read on its own, soonest first: a backlog of overdue tasks does not push
+    # today's off the page.
+    tasks = selectors.open_tasks_of(user)
     context = {
-        "overdue_tasks": [task for task in tasks if task.due_at < now][:SHOWN],
-        "todays_tasks": [task for task in tasks if now <= task.due_at <= end_of_today][:SHOWN],
-        "upcoming_tasks": [task for task in tasks if task.due_at > end_of_today][:SHOWN],
+        "overdue_tasks": list(tasks.filter(due_at__lt=now)[:SHOWN]),
+        "todays_tasks": list(tasks.filter(due_at__gte=now, due_at__lte=end_of_today)[:SHOWN]),
+        "upcoming_tasks": list(tasks.filter(due_at__gt=end_of_today)[:SHOWN]),
         "stopped": stopped[:SHOWN],
         "new_leads": selectors.new_leads_not_contacted(user).select_related("status")[:SHOWN],
         "notifications": Notification.objects.filter(user=user, is_read=False).select_related(

@@ -49,6 +49,24 @@ def test_overdue_today_and_upcoming_tasks_are_apart_on_today(
     )
 
 
+def test_a_backlog_of_overdue_tasks_leaves_todays_and_upcoming_on_today(
+    alices_client, alice, make_lead, clock
+):
+    lead = make_lead(alice)
+    now = timezone.now()  # 19:30 in Moscow
+    Task.objects.bulk_create(
+        Task(lead=lead, title=f"Old {n}", due_at=now - timedelta(days=n + 1), assigned_to=alice)
+        for n in range(40)
+    )
+    services.create_task(lead, "Tonight", now + timedelta(hours=2), alice, by=alice)
+    services.create_task(lead, "Next week", now + timedelta(days=7), alice, by=alice)
+
+    page = alices_client.get(reverse("crm:today")).content.decode()
+
+    assert page.count('<li class="task overdue">') == 10  # the ten longest overdue
+    assert page.index("Old 39") < page.index("Tonight") < page.index("Next week")
+
+
 def test_completing_a_task_is_a_timeline_entry_and_the_lead_has_no_next_step(
     alices_client, alice, make_lead
 ):

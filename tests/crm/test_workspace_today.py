@@ -1,5 +1,7 @@
 """Today, notifications, the pipeline and signing in."""
 
+from datetime import timedelta
+
 import pytest
 from django.core import mail
 from django.urls import reverse
@@ -107,6 +109,28 @@ def test_the_pipeline_moves_a_lead_through_the_status_service(alices_client, ali
     assert answer.status_code == 200 and "moved to" in answer.content.decode()
     assert Lead.objects.get().status.code == "in_progress"
     assert lead.activities.filter(kind="status_change").exists()
+
+
+def test_today_asks_the_database_as_often_for_a_long_day_as_for_a_short_one(
+    alices_client, alice, make_lead, django_assert_max_num_queries
+):
+    def a_day_of(count):
+        for number in range(count):
+            lead = make_lead(alice, first_name=f"D{number}", email=f"d{number}@example.com")
+            for hours in (-3, 2, 30):  # overdue, today or tomorrow, upcoming
+                due = timezone.now() + timedelta(hours=hours)
+                services.create_task(lead, f"Step {number}", due, alice, by=alice)
+            services.notify(alice, f"News {number}", lead=lead)
+
+    a_day_of(2)
+    with django_assert_max_num_queries(20) as short:
+        alices_client.get(reverse("crm:today"))
+    a_day_of(30)
+
+    with django_assert_max_num_queries(len(short.captured_queries)):
+        page = alices_client.get(reverse("crm:today")).content.decode()
+
+    assert page.count('<li class="task overdue">') == 10
 
 
 def test_the_pipeline_counts_every_lead_but_shows_the_first_of_each_column(
