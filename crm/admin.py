@@ -246,6 +246,13 @@ class LeadAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
                 kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None and obj.responsible_id and "responsible" in form.base_fields:
+            # A lead with a manager keeps one (emptying the field would be ignored).
+            form.base_fields["responsible"].required = True
+        return form
+
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
         initial.setdefault("responsible", request.user.pk)
@@ -265,14 +272,14 @@ class LeadAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
         return lead.last_activity_at
 
     def save_model(self, request, obj, form, change):
-        """Status changes go through the status service, never a plain save."""
+        """Status changes go through the status service, and a new responsible through the
+        reassignment (its timeline entry, the open tasks that go along), never a plain save."""
         if not change:
             services.create_lead(obj, by=request.user)
             return
         new_status = obj.status
         with transaction.atomic():
-            obj.status = Lead.objects.get(pk=obj.pk).status
-            obj.save()
+            services.update_lead(obj, by=request.user)
             services.change_status(obj, new_status.code, by=request.user)
 
     @admin.action(description=_("Move to status…"), permissions=["change"])

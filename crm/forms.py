@@ -224,11 +224,13 @@ class LeadForm(forms.ModelForm):
         self.duplicates = []
         responsible = self.fields["responsible"]
         if can_see_all_leads(user):
+            # A lead with a manager keeps one: "Nobody" is offered only while it has none.
+            assigned = self.instance.responsible_id is not None
             self.fields["responsible"] = PersonChoiceField(
                 label=responsible.label,
                 queryset=people_to_assign(user),
-                required=False,
-                empty_label=_("Nobody"),
+                required=assigned,
+                empty_label=None if assigned else _("Nobody"),
             )
         else:
             del self.fields["responsible"]

@@ -168,3 +168,37 @@ def test_the_admin_speaks_russian(as_alice, make_lead, alice):
 
     assert "Дожимаем лида" in page
     assert "Перевести в статус…" in page
+
+
+def test_a_new_manager_set_in_the_admin_is_a_reassignment(
+    client, olga, alice, bob, lead_form, make_lead, status
+):
+    lead = make_lead(alice)
+    due = lead.created_at
+    task = crm_services.create_task(lead, "Call back", due, alice, by=alice)
+    client.force_login(olga)
+    url = reverse("admin:crm_lead_change", args=[lead.pk])
+
+    response = client.post(url, lead_form(responsible=bob.pk, status=status("new").pk))
+
+    assert response.status_code == 302
+    lead.refresh_from_db()
+    task.refresh_from_db()
+    assert lead.responsible == bob and task.assigned_to == bob
+    entry = lead.activities.get(kind=Activity.Kind.REASSIGNED)
+    assert (entry.actor, entry.payload["to"]) == (olga, bob.pk)
+
+
+def test_a_lead_with_a_manager_cannot_be_left_without_one_in_the_admin(
+    client, olga, alice, lead_form, make_lead
+):
+    lead = make_lead(alice)
+    client.force_login(olga)
+
+    response = client.post(
+        reverse("admin:crm_lead_change", args=[lead.pk]), lead_form(responsible="")
+    )
+
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    lead.refresh_from_db()
+    assert lead.responsible == alice

@@ -208,6 +208,24 @@ def test_a_supervisor_reassigns_on_the_edit_form_with_a_timeline_entry(
     assert lead.activities.filter(kind=Activity.Kind.REASSIGNED, actor=olga).exists()
 
 
+def test_a_supervisor_cannot_leave_a_lead_without_its_manager_on_the_edit_form(
+    client, olga, alice, make_lead
+):
+    lead = make_lead(alice)
+    unassigned = make_lead(None, email="nobodys@example.com")
+    client.force_login(olga)
+    url = reverse("crm:lead_edit", args=[lead.pk])
+
+    form = client.get(url).content.decode()
+    emptied = client.post(url, {"title": "Renamed", "email": lead.email, "responsible": ""})
+    open_one = client.get(reverse("crm:lead_edit", args=[unassigned.pk])).content.decode()
+
+    assert "Nobody" not in form and "Nobody" in open_one
+    assert emptied.status_code == 400
+    lead.refresh_from_db()
+    assert lead.responsible == alice and lead.title != "Renamed"
+
+
 def test_a_reassigned_lead_takes_its_managers_open_tasks_along(client, olga, alice, bob, make_lead):
     lead = make_lead(alice)
     tomorrow = timezone.now() + timedelta(days=1)
