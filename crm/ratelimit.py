@@ -7,7 +7,8 @@ RATE_LIMITS ("<count>/<period>", e.g. "10/5m"; "off" for none):
 - unsubscribe: /nurture/unsubscribe/<token>/;
 - login: /admin/login/ and /accounts/login/, where only a login that fails counts (so a whole
   office behind one address can still log in in the morning);
-- password_reset: /accounts/password/reset/... (each request for a link sends an email).
+- password_reset: /accounts/password/reset/..., where only a POST counts (each request for a
+  link sends an email, each new password is a guess at a token; the pages themselves are free).
 
 A client that goes over gets 429 with Retry-After (seconds to the end of the window) until its
 window ends. The client is `crm.client_ip.client_ip` (through TRUSTED_PROXY_COUNT proxies of our
@@ -46,6 +47,7 @@ class Group:
     paths: tuple[str, ...]  # what request.path_info starts with
     answers_json: bool = False  # machines call it
     counts_failed_logins: bool = False  # only a POST not answered with a redirect counts
+    counts_posts_only: bool = False
 
 
 GROUPS = (
@@ -53,7 +55,7 @@ GROUPS = (
     Group("unsubscribe", ("/nurture/unsubscribe/",)),
     Group("login", ("/admin/login/", "/accounts/login/"), counts_failed_logins=True),
     # Each reset sends an email: a stranger must not make the CRM mail someone a hundred times.
-    Group("password_reset", ("/accounts/password/reset/",)),
+    Group("password_reset", ("/accounts/password/reset/",), counts_posts_only=True),
 )
 LIMITED_PATHS = tuple(path for group in GROUPS for path in group.paths)
 
@@ -102,7 +104,7 @@ class RateLimitMiddleware:
             return self.get_response(request)
         group = next(group for group in GROUPS if path.startswith(group.paths))
         rate = rates()[group.name]
-        if rate is None:
+        if rate is None or (group.counts_posts_only and request.method != "POST"):
             return self.get_response(request)
         if group.counts_failed_logins:
             return self._limit_failed_logins(request, group, rate)

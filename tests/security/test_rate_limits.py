@@ -129,6 +129,22 @@ def test_the_unsubscribe_page_is_limited_in_plain_text(client, limits, clock):
     assert "try again in 60 seconds" in refused.content.decode()
 
 
+@pytest.mark.django_db
+def test_only_requests_for_a_reset_link_count_not_the_pages_around_them(client, settings, clock):
+    settings.RATE_LIMITS = {"password_reset": "2/h"}
+    url = "/accounts/password/reset/"
+    pages = [client.get(url, REMOTE_ADDR=CLIENT).status_code for _ in range(5)]
+    pages.append(client.get(f"{url}sent/", REMOTE_ADDR=CLIENT).status_code)
+
+    asked = [
+        client.post(url, {"email": "a@example.com"}, REMOTE_ADDR=CLIENT).status_code
+        for _ in range(3)
+    ]
+
+    assert pages == [200] * 6
+    assert asked == [302, 302, 429]
+
+
 def log_in(client, username, password, address=CLIENT):
     return client.post(
         "/admin/login/?next=/admin/",
