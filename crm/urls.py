@@ -8,7 +8,6 @@ urlpatterns = [
     path("dev/mail/", include("crm.dev_mail")),  # development only: the emails not sent
     path("", include("crm.workspace_urls")),
     path("accounts/", include("crm.account_urls")),
-    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("nurture/", include("nurture.urls")),
     path("nurturing/", include("nurture.workspace_urls")),

@@ -3,8 +3,8 @@ from django.contrib import messages
 from django.http import HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
+from django.views import i18n
 from django.views.decorators.http import require_POST
 
 from crm import preferences
@@ -15,19 +15,14 @@ from crm.views.access import workspace_page
 
 @require_POST
 def set_language(request):
-    """The language switch: kept in the signed-in user's profile (and, like Django's own
-    switch, in a cookie for the sign-in page)."""
+    """Django's language switch (the cookie, the way back), and the language kept in the
+    signed-in user's profile; an unknown language is a 400, not ignored."""
     language = request.POST.get("language", "")
     if language not in {code for code, _ in settings.LANGUAGES}:
         return HttpResponseBadRequest(gettext("Unknown language."))
     if request.user.is_authenticated:
         preferences.save_language(request, language)
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        back = "/"
-    return _with_language_cookie(HttpResponseRedirect(back), language)
+    return i18n.set_language(request)
 
 
 def _with_language_cookie(response, language: str):

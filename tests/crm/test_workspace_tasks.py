@@ -115,6 +115,16 @@ def test_the_language_switch_is_kept_per_user(client, alice):
     assert "Мои лиды" in client.get(reverse("crm:lead_list")).content.decode()
 
 
+@pytest.mark.parametrize(
+    "back, lands", [("/leads/?q=x", "/leads/?q=x"), ("https://evil.example/", "/")]
+)
+def test_the_language_switch_goes_back_to_the_page_and_never_off_site(client, back, lands):
+    answer = client.post(reverse("set_user_language"), {"language": "ru", "next": back})
+
+    assert answer.status_code == 302 and answer.url == lands
+    assert answer.cookies["django_language"].value == "ru"
+
+
 def test_an_unknown_language_is_a_400(alices_client):
     assert alices_client.post(reverse("set_user_language"), {"language": "xx"}).status_code == 400
 

@@ -689,7 +689,6 @@ WORKSPACE_CASES["leads/bulk/"] = Refused(  # several leads at once: one of bob's
 
 OTHER_CASES = {
     **WORKSPACE_CASES,
-    "i18n/setlang/": Nobodys("sets the reader's own language"),
     "nurture/unsubscribe/<str:token>/": Refused(
         lambda world: reverse("nurture:unsubscribe", args=[f"{world.bobs_message.pk}:forged"]),
         statuses=(404,),
