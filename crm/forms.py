@@ -11,11 +11,11 @@ from django.utils.translation import gettext_lazy as _
 from crm.models import Activity, Lead, LeadStatus, Profile, user_display_name
 from crm.preferences import time_zone_choices
 from crm.selectors import (
-    MANAGERS_GROUP,
     SUPERVISORS_GROUP,
     can_see_all_leads,
     duplicates_of,
     leads_visible_to,
+    people_to_assign,
     search_leads,
     without_next_step,
 )
@@ -68,16 +68,6 @@ class NoteForm(forms.ModelForm):
         fields = ["lead", "summary"]
         labels = {"summary": _("note")}
         widgets = {"summary": forms.Textarea(attrs={"rows": 4})}
-
-
-def people_to_assign(user):
-    """Whom `user` may make responsible for a lead: a supervisor, any active member of the
-    sales groups; anybody else, only themselves."""
-    users = get_user_model().objects.filter(is_active=True)
-    if not can_see_all_leads(user):
-        return users.filter(pk=user.pk)
-    sales = users.filter(groups__name__in=[MANAGERS_GROUP, SUPERVISORS_GROUP]).distinct()
-    return sales.select_related("profile").order_by("first_name", "last_name", "username")
 
 
 class PersonChoiceField(VisibleChoiceField):
@@ -264,8 +254,6 @@ class TaskForm(forms.Form):
     """A next step on a lead. A preset (`when`) sets the due time in one click; otherwise
     `due_at` is typed. A manager assigns only herself; a supervisor, the lead's manager or a
     supervisor (people who can see the lead)."""
-
-    PRESETS = ("today", "tomorrow", "in_3_days", "next_week")
 
     title = forms.CharField(label=_("What to do"), max_length=200, initial=_("Call back"))
     due_at = forms.DateTimeField(

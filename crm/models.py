@@ -454,7 +454,3 @@ class Task(models.Model):
 
     def __str__(self):
         return self.title
-
-    @property
-    def is_open(self) -> bool:
-        return self.done_at is None

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
@@ -45,6 +46,16 @@ def with_status_names(activities: QuerySet) -> QuerySet:
             for language in ("ru", "en")
         }
     )
+
+
+def people_to_assign(user):
+    """Whom `user` may make responsible for a lead: a supervisor, any active member of the
+    sales groups; anybody else, only themselves."""
+    users = get_user_model().objects.filter(is_active=True)
+    if not can_see_all_leads(user):
+        return users.filter(pk=user.pk)
+    sales = users.filter(groups__name__in=[MANAGERS_GROUP, SUPERVISORS_GROUP]).distinct()
+    return sales.select_related("profile").order_by("first_name", "last_name", "username")
 
 
 def search_leads(queryset: QuerySet, term: str) -> QuerySet:

@@ -7,8 +7,8 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from crm import paging
-from crm.forms import ModelChoiceField, PersonChoiceField, people_to_assign
-from crm.selectors import can_see_all_leads
+from crm.forms import ModelChoiceField, PersonChoiceField
+from crm.selectors import can_see_all_leads, people_to_assign
 from crm.views.access import workspace_page
 from nurture import selectors
 from nurture.models import Enrollment, Sequence
