@@ -359,8 +359,7 @@ class CallAdmin(ShownCallDetails, QuickList, HiddenIsNotFound, admin.ModelAdmin)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         name = f"calls-{cleaned['date_from']:%Y%m%d}-{cleaned['date_to']:%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
-        # With a byte-order mark, spreadsheets open the Cyrillic column titles as UTF-8.
-        response.write("\ufeff" + reports.as_csv(rows))
+        response.write(reports.as_csv(rows))
         return response
 
 

@@ -4,8 +4,6 @@ Days are the company's (settings.TIME_ZONE), whoever looks: a call at 00:30 in M
 that Moscow day, not to the day before in UTC.
 """
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +17,7 @@ from django.utils.translation import gettext
 
 from crm.models import user_display_name
 from crm.selectors import can_see_all_leads
+from telephony.calls import spreadsheet
 from telephony.models import Call
 
 IN, OUT = Call.Direction.INBOUND, Call.Direction.OUTBOUND
@@ -137,28 +136,23 @@ def columns() -> list[str]:
 
 
 def as_csv(rows: list[ReportRow]) -> str:
-    """The report as CSV: a header row, then one row per manager and day; plain numbers
-    (seconds, a percent with a dot), empty where there is nothing to divide."""
-    out = io.StringIO()
-    writer = csv.writer(out)
+    """The report as a CSV file for Excel (telephony.calls.spreadsheet): a header row, then
+    one row per manager and day; seconds and percents whole, empty where there is nothing
+    to divide."""
+    out, writer = spreadsheet.new_file()
     writer.writerow(columns())
     for row in rows:
         writer.writerow(
             [
                 row.day.isoformat(),
-                _text_cell(row.manager_name),
+                spreadsheet.text_cell(row.manager_name),
                 row.inbound,
                 row.outbound,
                 row.missed,
                 row.answered,
-                "" if row.answered_rate is None else row.answered_rate,
-                "" if row.talk_average is None else row.talk_average,
+                spreadsheet.whole_cell(row.answered_rate),
+                spreadsheet.whole_cell(row.talk_average),
                 row.talk_total,
             ]
         )
     return out.getvalue()
-
-
-def _text_cell(text: str) -> str:
-    """Text a spreadsheet would run as a formula (=, +, -, @) is quoted to stay text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -241,11 +241,13 @@ def test_the_csv_download_is_the_report(client, olga, monday_calls):
 
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert "attachment" in response["Content-Disposition"]
-    header, *rows = csv.reader(io.StringIO(response.content.decode("utf-8-sig")))
+    assert response.content.startswith("\ufeff".encode())  # UTF-8 to Excel
+    text = response.content.decode("utf-8-sig")
+    header, *rows = csv.reader(io.StringIO(text), delimiter=";")
     assert header[:3] == ["Day", "Manager", "Inbound"]
-    assert rows == [
-        ["2025-11-24", "Alice Manager", "2", "1", "1", "1", "50.0", "90", "180"],
-        ["2025-11-24", "Bob Manager", "1", "0", "0", "1", "100.0", "90", "90"],
+    assert rows == [  # whole numbers: no decimal point for a Russian Excel to misread
+        ["2025-11-24", "Alice Manager", "2", "1", "1", "1", "50", "90", "180"],
+        ["2025-11-24", "Bob Manager", "1", "0", "0", "1", "100", "90", "90"],
     ]
 
 
@@ -256,7 +258,10 @@ def test_a_manager_gets_only_her_own_row_and_cannot_pick_bob(client, alice, bob,
     refused = client.get(REPORT, {**MONDAY, "manager": bob.pk})
     csv_rows = list(
         csv.reader(
-            io.StringIO(client.get(REPORT, {**MONDAY, "format": "csv"}).content.decode("utf-8-sig"))
+            io.StringIO(
+                client.get(REPORT, {**MONDAY, "format": "csv"}).content.decode("utf-8-sig")
+            ),
+            delimiter=";",
         )
     )
 
