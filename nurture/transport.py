@@ -40,6 +40,12 @@ class PermanentError(Exception):
         self.recipient_refused = recipient_refused
 
 
+class ReplyLost(Exception):
+    """The server had the whole email, its final "." included, and the connection failed
+    before its answer: it may have queued the email. Neither transient nor permanent: never
+    sent again (the message becomes "unknown", and its manager is told)."""
+
+
 class LocksLost(Exception):
     """The fence failed: the database session that holds the batch's locks is gone, so a halt
     may already have committed. Nothing more may be handed to the server."""
@@ -47,7 +53,7 @@ class LocksLost(Exception):
 
 def classify(error: Exception) -> Exception:
     """Sort an exception from an email backend into transient or permanent."""
-    if isinstance(error, LocksLost):
+    if isinstance(error, LocksLost | ReplyLost):
         return error
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
@@ -109,7 +115,11 @@ class _FencedDataMixin:
             self.close()  # no QUIT: mid-DATA it would be read as content
             raise
         self.send(b"." + smtplib.bCRLF)
-        return self.getreply()
+        try:
+            return self.getreply()
+        except OSError as error:  # SMTPServerDisconnected, a timeout, a reset
+            self.close()
+            raise ReplyLost(f"the connection failed before the server answered: {error}") from error
 
 
 class FencedSMTP(_FencedDataMixin, smtplib.SMTP):
@@ -247,7 +257,7 @@ def transmit(
         except Exception as error:  # noqa: BLE001 - kept for the caller to sort
             connections.drop()
             transmission.error = classify(error)
-            if isinstance(transmission.error, LocksLost) or (
+            if isinstance(transmission.error, LocksLost | ReplyLost) or (
                 isinstance(transmission.error, TransientError) and transmission.error.server_down
             ):
                 down.append(str(transmission.error) or "the database session was lost")

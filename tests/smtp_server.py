@@ -36,6 +36,8 @@ class RecordingHandler:
     received: list[ReceivedEmail] = field(default_factory=list)
     reply_to_data: list[str] = field(default_factory=list)  # e.g. ["451 try later"], used once each
     refuse_recipients: set[str] = field(default_factory=set)
+    # Accept this many messages, then hang up instead of answering "250" (the reply is lost)
+    hang_up_after_accepting: int = 0
     connections: int = 0
     condition: threading.Condition = field(default_factory=threading.Condition)
 
@@ -59,6 +61,9 @@ class RecordingHandler:
                 ReceivedEmail(envelope.mail_from, list(envelope.rcpt_tos), message)
             )
             self.condition.notify_all()
+        if self.hang_up_after_accepting:
+            self.hang_up_after_accepting -= 1
+            server.transport.close()
         return "250 Message accepted for delivery"
 
     def wait_for(self, count: int, timeout: float = 15) -> list[ReceivedEmail]:

@@ -119,6 +119,23 @@ def test_a_lead_marked_do_not_email_gets_nothing(first_message, smtp_server, nur
     assert smtp_server.received == []
 
 
+def test_an_email_whose_reply_was_lost_is_never_sent_again(
+    first_message, smtp_server, clock, settings, alice
+):
+    """The server had the whole message when the connection went: it may have queued it."""
+    smtp_server.handler.hang_up_after_accepting = 1
+
+    assert sending.send_message(first_message.pk) == "error"
+    clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
+    outbox.reconcile_expired_leases()
+    outbox.requeue_due_retries()
+
+    assert sending.send_message(first_message.pk) == "already unknown"
+    assert reload(first_message).state == State.UNKNOWN
+    assert len(smtp_server.handler.received) == 1
+    assert "may or may not have been sent" in Notification.objects.get(user=alice).message
+
+
 def test_an_expired_lease_is_marked_unknown_and_never_resent(
     first_message, smtp_server, clock, settings, alice
 ):
