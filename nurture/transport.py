@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+import requests
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -41,9 +42,10 @@ class PermanentError(Exception):
 
 
 class ReplyLost(Exception):
-    """The server had the whole email, its final "." included, and the connection failed
-    before its answer: it may have queued the email. Neither transient nor permanent: never
-    sent again (the message becomes "unknown", and its manager is told)."""
+    """The server had the whole email (over SMTP its final "." included, over an ESP's API the
+    whole request) and the connection failed before its answer: it may have queued the email.
+    Neither transient nor permanent: never sent again (the message becomes "unknown", and its
+    manager is told)."""
 
 
 class LocksLost(Exception):
@@ -70,6 +72,9 @@ def classify(error: Exception) -> Exception:
         return TransientError(str(error) or type(error).__name__, server_down=True)
     if isinstance(error, AnymailRecipientsRefused):
         return PermanentError(str(error), recipient_refused=True)
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        # The ESP's API had the whole request and did not answer in time: it may have sent it.
+        return ReplyLost(f"the ESP did not answer in time: {error}")
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code or 0
         if status >= 500 or status == 429 or status == 0:

@@ -1,11 +1,13 @@
+import threading
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from crm import services as crm_services
 from crm.models import Notification
-from nurture import journal, outbox, sending, tasks
+from nurture import journal, outbox, sending, tasks, transport
 from nurture.dispatch import dispatch_due
 from nurture.models import Enrollment, MailboxLimit, OutboundMessage
 
@@ -133,6 +135,51 @@ def test_an_email_whose_reply_was_lost_is_never_sent_again(
     assert sending.send_message(first_message.pk) == "already unknown"
     assert reload(first_message).state == State.UNKNOWN
     assert len(smtp_server.handler.received) == 1
+    assert "may or may not have been sent" in Notification.objects.get(user=alice).message
+
+
+@pytest.fixture
+def stalling_esp(settings):
+    """Postmark's API on loopback that reads every request whole and never answers it; the
+    backend waits half a second for an answer."""
+    received, stop = [], threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            stop.wait(10)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        "POSTMARK_SERVER_TOKEN": "test-token",
+        "POSTMARK_API_URL": f"http://127.0.0.1:{server.server_port}/",
+        "REQUESTS_TIMEOUT": 0.5,
+    }
+    transport.connections.reset()
+    yield received
+    stop.set()
+    server.shutdown()
+    server.server_close()
+    transport.connections.reset()
+
+
+def test_an_email_the_esp_took_without_answering_in_time_is_never_sent_again(
+    first_message, stalling_esp, clock, settings, alice
+):
+    assert sending.send_message(first_message.pk) == "error"
+    clock.move_to(FIRST_SEND + timedelta(seconds=settings.NURTURE_SEND_LEASE_SECONDS + 1))
+    outbox.reconcile_expired_leases()
+    outbox.requeue_due_retries()
+
+    assert sending.send_message(first_message.pk) == "already unknown"
+    assert reload(first_message).state == State.UNKNOWN
+    assert len(stalling_esp) == 1
     assert "may or may not have been sent" in Notification.objects.get(user=alice).message
 
 
