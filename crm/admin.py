@@ -121,12 +121,25 @@ class ReadOnlyInline:
         return False
 
 
+class NewestEntriesFormSet(ReadOnlyInlineFormSet):
+    """The newest entries of the lead's timeline only: the admin draws every row of an inline
+    as a form, and a lead with 200 entries took a fifth of a second to show."""
+
+    shown = 50
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[: self.shown]
+        return self._queryset
+
+
 class ActivityInline(ReadOnlyInline, admin.TabularInline):
     model = Activity
+    formset = NewestEntriesFormSet
     fields = ["created_at", "kind", "description", "by"]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
-    verbose_name_plural = _("timeline")
+    verbose_name_plural = _("timeline: the newest 50 entries (all of them on the lead's card)")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("actor__profile")

@@ -202,3 +202,20 @@ def test_a_lead_with_a_manager_cannot_be_left_without_one_in_the_admin(
     assert response.status_code == 200 and "errorlist" in response.content.decode()
     lead.refresh_from_db()
     assert lead.responsible == alice
+
+
+def test_the_lead_page_shows_the_newest_50_entries_and_links_to_the_card(
+    client, olga, alice, make_lead
+):
+    lead = make_lead(alice)
+    crm_services.add_activities(
+        crm_services.new_activity(lead, Activity.Kind.NOTE, f"Note {n}", actor=alice)
+        for n in range(60)
+    )
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_change", args=[lead.pk])).content.decode()
+
+    assert page.count('<tr class="form-row') == 50
+    assert 'class="viewsitelink"' in page
+    assert lead.get_absolute_url() == reverse("crm:lead_detail", args=[lead.pk])
