@@ -6,6 +6,7 @@ from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -229,6 +230,11 @@ class LeadAdmin(QuickList, HiddenIsNotFound, admin.ModelAdmin):
             obj.pk,
             format_html(_("Select this object for an action - {}"), obj),
         )
+
+    def view_on_site(self, lead):
+        """The lead's card in the workspace, linked straight (not through the admin's /r/
+        shortcut, which would redirect for any lead id and so tell which ones exist)."""
+        return reverse("crm:lead_detail", args=[lead.pk])
 
     def get_inlines(self, request, obj):
         """The timeline, then what other apps add to the lead's page (crm.lead_page)."""

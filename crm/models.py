@@ -3,7 +3,6 @@ import zoneinfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import get_language, gettext
@@ -164,10 +163,6 @@ class Lead(models.Model):
                 if not field.primary_key and field.attname not in skipped
             ]
         super().save(*args, update_fields=update_fields, **kwargs)
-
-    def get_absolute_url(self) -> str:
-        """The lead's card in the workspace (the admin's "View on site")."""
-        return reverse("crm:lead_detail", args=[self.pk])
 
     @property
     def full_name(self) -> str:
