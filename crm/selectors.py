@@ -10,6 +10,7 @@ from django.core.validators import validate_email
 from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
+from crm import paging
 from crm.models import Activity, Lead, LeadStatus, Task, normalize_search
 from crm.phones import to_e164
 
@@ -71,12 +72,13 @@ def search_leads(queryset: QuerySet, term: str) -> QuerySet:
     words = normalize_search(term).split()
     if not words:
         return queryset
-    if len(words) == 1 and _is_email_address(term.strip()):
+    address = term.strip()
+    if len(words) == 1 and _is_email_address(address):
         # A whole address is looked up as the lead's email first, by its own index: its
         # trigrams ("@gm", "mai", ".ru" ...) are shared by most leads, and a substring search
         # for them reads most of the trigram index. Half typed ("ivan@mail.r") it finds
         # nothing, and the substring search below runs.
-        with_address = queryset.filter(email=term.strip().lower())
+        with_address = queryset.filter(email=address.lower())
         if with_address.exists():
             return with_address
     match = Q()
@@ -167,9 +169,9 @@ def new_leads_not_contacted(user) -> QuerySet:
     )
 
 
-# A column counts its leads up to this many, then says "more than": counting every lead of a
-# 100,000-lead CRM per status took a supervisor's board longer than the rest of it.
-COLUMN_COUNT_CAP = 10_000
+# A column counts its leads as far as the lists do, then says "over": counting every lead of
+# a 100,000-lead CRM per status took a supervisor's board longer than the rest of it.
+COLUMN_COUNT_CAP = paging.COUNT_CAP
 
 
 @dataclass(frozen=True)

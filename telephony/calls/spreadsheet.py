@@ -15,7 +15,7 @@ import io
 BOM = "\ufeff"
 
 
-def new_file() -> tuple[io.StringIO, "csv._writer"]:
+def new_file():
     """A file with its byte-order mark written, and a writer of its rows."""
     out = io.StringIO()
     out.write(BOM)

@@ -7,7 +7,7 @@ from itertools import islice
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from telephony.calls.spreadsheet import new_file, text_cell
+from telephony.calls.spreadsheet import new_file, text_cell, whole_cell
 from telephony.calls_page.selectors import entries
 
 CHUNK = 500
@@ -44,8 +44,8 @@ def as_csv(user, calls) -> str:
                     text_cell(entry.lead_text),
                     text_cell(entry.number),
                     text_cell(entry.manager),
-                    "" if call.duration is None else call.duration,
-                    "" if call.talk_time is None else call.talk_time,
+                    whole_cell(call.duration),
+                    whole_cell(call.talk_time),
                     entry.recording_url,
                 ]
             )

@@ -31,7 +31,8 @@
 
   function changeCount(columnElement, delta) {
     const count = columnElement.querySelector("h2 .muted");
-    if (count && !count.hasAttribute("data-capped")) count.textContent = String(Math.max(0, Number(count.textContent) + delta));
+    if (!count || count.hasAttribute("data-capped")) return; // "over 10,000" stays as it is
+    count.textContent = String(Math.max(0, Number(count.textContent) + delta));
   }
 
   async function move(card, code) {
