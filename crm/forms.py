@@ -19,6 +19,7 @@ from crm.selectors import (
     search_leads,
     without_next_step,
 )
+from crm.widgets import Select
 
 
 class ChoicesInOneQuery(forms.models.ModelChoiceIterator):
@@ -36,6 +37,11 @@ class ChoicesInOneQuery(forms.models.ModelChoiceIterator):
 
 class ModelChoiceField(forms.ModelChoiceField):
     iterator = ChoicesInOneQuery
+    widget = Select
+
+
+class ChoiceField(forms.ChoiceField):
+    widget = Select
 
 
 class VisibleChoiceField(ModelChoiceField):
@@ -100,7 +106,7 @@ class LeadFilterForm(forms.Form):
         empty_label=_("Everyone"),
     )
     no_next_step = forms.BooleanField(label=_("No next step"), required=False)
-    sort = forms.ChoiceField(
+    sort = ChoiceField(
         label=_("Sort by"),
         required=False,
         choices=[
@@ -207,6 +213,7 @@ class LeadForm(forms.ModelForm):
             "do_not_email",
             "responsible",
         ]
+        widgets = {"source": Select, "language": Select}
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -262,7 +269,7 @@ class TaskForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
     )
-    when = forms.ChoiceField(
+    when = ChoiceField(
         required=False,
         choices=[
             ("today", _("Today 17:00")),
@@ -325,7 +332,7 @@ class MySettingsForm(forms.ModelForm):
     class Meta:
         model = Profile
         fields = ["language", "time_zone", "phone", "signature"]
-        widgets = {"signature": forms.Textarea(attrs={"rows": 4})}
+        widgets = {"language": Select, "signature": forms.Textarea(attrs={"rows": 4})}
         help_texts = {
             "language": _("The language of your pages and of your notifications."),
             "time_zone": _("Every time in the CRM is shown to you in it."),
@@ -338,7 +345,7 @@ class MySettingsForm(forms.ModelForm):
         self.fields["language"].choices = [("", _("The site's default"))] + [
             choice for choice in self.fields["language"].choices if choice[0]
         ]
-        self.fields["time_zone"].widget = forms.Select(
+        self.fields["time_zone"].widget = Select(
             choices=time_zone_choices(current=self.instance.time_zone)
         )
 

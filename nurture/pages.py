@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from crm import paging
-from crm.forms import ModelChoiceField, PersonChoiceField
+from crm.forms import ChoiceField, ModelChoiceField, PersonChoiceField
 from crm.selectors import can_see_all_leads, people_to_assign
 from crm.views.access import workspace_page
 from nurture import selectors
@@ -27,7 +27,7 @@ class NurturingFilterForm(forms.Form):
     """The page's filters, read from the URL (so a view can be bookmarked). `state` picks the
     tab: active, or finished (all, only completed, only stopped)."""
 
-    state = forms.ChoiceField(
+    state = ChoiceField(
         label=_("Outcome"),
         required=False,
         choices=[

@@ -1,7 +1,6 @@
 """nurture's part of the manager workspace (through crm's hooks): the lead card's nurture
 panel, the nurture line in lead lists, and Today's leads whose emails all went unanswered."""
 
-from django import forms
 from django.db.models import Exists, OuterRef, Subquery
 from django.dispatch import receiver
 from django.urls import reverse
@@ -10,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from crm import lead_page, menu, today
 from crm import selectors as crm_selectors
+from crm.forms import ChoiceField
 from crm.models import Activity, LeadStatus
 from nurture import selectors
 from nurture.models import Enrollment, OutboundMessage
@@ -119,7 +119,7 @@ def nurture_state_filter(sender, request, **kwargs):
     """Leads by where their latest nurturing stands."""
     return lead_page.ListFilter(
         "nurture",
-        forms.ChoiceField(label=_("Nurturing"), choices=NURTURE_STATES, required=False),
+        ChoiceField(label=_("Nurturing"), choices=NURTURE_STATES, required=False),
         _by_nurture_state,
         order=10,
     )

@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from crm.forms import PersonChoiceField
+from crm.forms import ChoiceField, PersonChoiceField
 from crm.selectors import can_see_all_leads
 from telephony.calls import reports
 from telephony.models import Call
@@ -54,7 +54,7 @@ def _start_of(day: date) -> datetime:
 
 
 class LogFilterForm(PeriodForm):
-    direction = forms.ChoiceField(
+    direction = ChoiceField(
         label=_("Direction"),
         required=False,
         choices=[
@@ -63,7 +63,7 @@ class LogFilterForm(PeriodForm):
             (Call.Direction.OUTBOUND, _("Outbound")),
         ],
     )
-    state = forms.ChoiceField(
+    state = ChoiceField(
         label=_("State"), required=False, choices=[("", _("Any state")), *Call.State.choices]
     )
 

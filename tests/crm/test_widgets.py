@@ -1,0 +1,60 @@
+"""The workspace's Select writes exactly the HTML of Django's own."""
+
+import pytest
+from django import forms
+
+from crm.forms import LeadFilterForm, ModelChoiceField
+from crm.models import LeadStatus
+from crm.widgets import Select
+
+CHOICES = [
+    ("", "Any"),
+    ("a", "Plain"),
+    ('<b "x">&', 'Escaped <i> & "quoted"'),
+    ("Group one", [("g1", "In a group"), ("g2", "Also in it")]),
+    (3, "A number"),
+]
+
+
+def both(widget_attrs=None, **render):
+    ours = Select(attrs=widget_attrs, choices=CHOICES).render(**render)
+    django = forms.Select(attrs=widget_attrs, choices=CHOICES).render(**render)
+    return ours, django
+
+
+@pytest.mark.parametrize("value", [None, "", "a", "g2", 3, '<b "x">&', "missing"])
+def test_every_value_selects_as_django_does(value):
+    ours, django = both(name="pick", value=value)
+    assert ours == django
+
+
+def test_attributes_as_django_writes_them():
+    attrs = {"id": "id_pick", "required": True, "disabled": False, "data-x": '"<>'}
+    ours, django = both(widget_attrs={"class": "wide"}, name="pick", value="a", attrs=attrs)
+    assert ours == django
+    assert ' required' in ours and "disabled" not in ours
+
+
+class Form(forms.Form):
+    status = ModelChoiceField(queryset=LeadStatus.objects.all(), to_field_name="code")
+
+
+@pytest.mark.django_db
+def test_a_bound_field_with_an_error_renders_as_django_renders_it():
+    form = Form({"status": "nonsense"})
+    assert not form.is_valid()
+    ours = str(form["status"])
+    Form.base_fields["status"].widget = forms.Select()
+    try:
+        django = str(Form({"status": "nonsense"})["status"])
+    finally:
+        Form.base_fields["status"].widget = Select()
+    assert 'aria-invalid="true"' in ours
+    assert ours == django
+
+
+@pytest.mark.django_db
+def test_the_lead_lists_selects_are_ours(alice):
+    form = LeadFilterForm({}, user=alice)
+    assert isinstance(form.fields["status"].widget, Select)
+    assert isinstance(form.fields["sort"].widget, Select)
