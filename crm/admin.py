@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR, ChangeList
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from crm import lead_page, preferences, selectors, services
+from crm import lead_page, paging, preferences, selectors, services
 from crm.erasure import erase_lead, erase_person
 from crm.export import download_export
 from crm.forms import MoveToStatusForm, NoteForm, VisibleChoiceField
@@ -44,11 +44,17 @@ class HiddenIsNotFound:
         raise Http404(_("Not found."))
 
 
-class RowLinksBuiltOnce(ChangeList):
-    """A list whose row links carry its search and filters (?_changelist_filters=…, so the
-    change page leads back to them) as Django's do, but built once per page: Django resolves
-    each row's URL again to find out whether it is the list's own, 50 URL resolutions for a
-    searched page."""
+class QuickChangeList(ChangeList):
+    """Django's list, with two passes fewer on long lists.
+
+    Its row links carry its search and filters (?_changelist_filters=…, so the change page
+    leads back to them) as Django's do, but are built once per page: Django resolves each row's
+    URL again to find out whether it is the list's own, 50 URL resolutions for a searched page.
+
+    A search's first page reads the ids it finds, up to a thousand (QuickList's paginator), and
+    then the rows shown by id: Django looks for them again, and for a name common enough to be
+    found 600 times each look costs a pass over its trigram index. Found within the thousand,
+    they are counted by those ids too: one pass instead of three."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -59,12 +65,37 @@ class RowLinksBuiltOnce(ChangeList):
         url = super().url_for_result(result)
         return f"{url}?{self.row_link_query}" if self.row_link_query else url
 
+    def get_results(self, request):
+        super().get_results(request)
+        found = getattr(self.paginator, "first_ids", None)
+        if found is not None:
+            everything = (self.show_all and self.can_show_all) or not self.multi_page
+            shown = found if everything else found[: self.list_per_page]
+            # by id alone (they are already the visible rows searched for), in the list's order
+            rows = self.apply_select_related(self.root_queryset.filter(pk__in=shown))
+            self.result_list = rows.order_by(*self.get_ordering(request, rows))
+
 
 class QuickList:
-    """Mixed into a ModelAdmin with long lists (see RowLinksBuiltOnce)."""
+    """Mixed into a ModelAdmin with long lists (see QuickChangeList)."""
+
+    # A searched first page reads up to this many ids beyond its own to count them.
+    READ_AHEAD = 1000
 
     def get_changelist(self, request, **kwargs):
-        return RowLinksBuiltOnce
+        return QuickChangeList
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        searched_first_page = request.GET.get(SEARCH_VAR, "").strip() and request.GET.get(
+            PAGE_VAR, "1"
+        ) in ("", "1")
+        return paging.ReadAheadPaginator(
+            queryset,
+            per_page,
+            orphans,
+            allow_empty_first_page,
+            read_ahead=self.READ_AHEAD if searched_first_page else 0,
+        )
 
 
 class UserFilter(admin.RelatedOnlyFieldListFilter):

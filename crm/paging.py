@@ -39,6 +39,27 @@ class CappedPaginator(Paginator):
         return self.limit // self.per_page
 
 
+class ReadAheadPaginator(Paginator):
+    """Django's paginator, reading a first page's ids with up to `read_ahead` more (kept in
+    `first_ids`, so that its rows can be read by id instead of looking for them a second time):
+    a list that ends within them (a search mostly does) is counted by them, not by a pass of
+    its own."""
+
+    def __init__(self, *args, read_ahead: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_ahead = read_ahead
+        self.first_ids = None
+
+    @cached_property
+    def count(self) -> int:
+        if self.read_ahead:
+            wanted = self.per_page + self.read_ahead
+            self.first_ids = list(self.object_list.values_list("pk", flat=True)[:wanted])
+            if len(self.first_ids) < wanted:
+                return len(self.first_ids)
+        return self.object_list.count()
+
+
 def query_without(query, *names: str) -> str:
     """The request's query string without `names` (for a list's page links: without "page")."""
     query = query.copy()

@@ -88,3 +88,68 @@ def test_a_searched_lists_row_links_lead_back_to_the_search_as_djangos_do(
     )
     assert "_changelist_filters=q%3D" in djangos
     assert f'href="{djangos.replace("&", "&amp;")}"' in page.content.decode()
+
+
+@pytest.fixture
+def sixty_petrovs(make_lead, alice):
+    """60 leads named Петров (and one other), made one after another: the list shows the newest
+    first."""
+    make_lead(alice, first_name="Анна", last_name="Смирнова", email="other@e.ru")
+    return [
+        make_lead(alice, first_name=f"Пётр{n}", last_name="Петров", email=f"p{n}@e.ru")
+        for n in range(60)
+    ]
+
+
+def searches_in(queries) -> int:
+    """How many of `queries` look leads up by their words."""
+    return sum('"search_text"' in query["sql"].partition(" WHERE ")[2] for query in queries)
+
+
+def test_a_searched_first_page_is_searched_once(client, olga, sixty_petrovs):
+    client.force_login(olga)
+    url = reverse("admin:crm_lead_changelist")
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url, {"q": "петров"})
+
+    cl = page.context["cl"]
+    assert cl.result_count == 60
+    assert list(cl.result_list) == sixty_petrovs[::-1][:50]
+    assert searches_in(queries) == 1
+    second = client.get(url, {"q": "петров", "p": "2"}).context["cl"]
+    assert list(second.result_list) == sixty_petrovs[::-1][50:]
+
+
+def test_a_search_that_fits_one_page_shows_all_it_found(client, olga, sixty_petrovs):
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_changelist"), {"q": "пётр1"})
+
+    names = sorted(lead.first_name for lead in page.context["cl"].result_list)
+    assert names == ["Пётр1", *(f"Пётр1{n}" for n in range(10))]
+    assert page.context["cl"].result_count == 11
+
+
+def test_show_all_of_a_search_shows_all_it_found(client, olga, sixty_petrovs):
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_changelist"), {"q": "петров", "all": ""})
+
+    assert list(page.context["cl"].result_list) == sixty_petrovs[::-1]
+
+
+def test_a_search_longer_than_its_read_ahead_is_counted_in_full(
+    client, olga, sixty_petrovs, monkeypatch
+):
+    from crm.admin import LeadAdmin
+
+    monkeypatch.setattr(LeadAdmin, "READ_AHEAD", 5)
+    client.force_login(olga)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("admin:crm_lead_changelist"), {"q": "петров"})
+
+    assert page.context["cl"].result_count == 60
+    assert list(page.context["cl"].result_list) == sixty_petrovs[::-1][:50]
+    assert searches_in(queries) == 2  # the ids (up to the read-ahead) and the count

@@ -32,7 +32,7 @@ def test_attributes_as_django_writes_them():
     attrs = {"id": "id_pick", "required": True, "disabled": False, "data-x": '"<>'}
     ours, django = both(widget_attrs={"class": "wide"}, name="pick", value="a", attrs=attrs)
     assert ours == django
-    assert ' required' in ours and "disabled" not in ours
+    assert " required" in ours and "disabled" not in ours
 
 
 class Form(forms.Form):
