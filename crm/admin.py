@@ -45,16 +45,16 @@ class HiddenIsNotFound:
 
 
 class QuickChangeList(ChangeList):
-    """Django's list, with two passes fewer on long lists.
+    """Django's list, doing less on long lists.
 
     Its row links carry its search and filters (?_changelist_filters=…, so the change page
     leads back to them) as Django's do, but are built once per page: Django resolves each row's
     URL again to find out whether it is the list's own, 50 URL resolutions for a searched page.
 
-    A search's first page reads the ids it finds, up to a thousand (QuickList's paginator), and
-    then the rows shown by id: Django looks for them again, and for a name common enough to be
-    found 600 times each look costs a pass over its trigram index. Found within the thousand,
-    they are counted by those ids too: one pass instead of three."""
+    A search's first page reads the ids it finds, up to a thousand beyond the page (QuickList's
+    paginator), and then its rows by id. Django counts what it finds, then looks for it again for
+    the page's rows: for a name found 600 times, two passes over the trigram index. Found within
+    the thousand, they are counted by those ids: one pass."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
