@@ -86,15 +86,11 @@ class QuickList:
         return QuickChangeList
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
-        searched_first_page = request.GET.get(SEARCH_VAR, "").strip() and request.GET.get(
-            PAGE_VAR, "1"
-        ) in ("", "1")
+        searched = self.get_search_fields(request) and request.GET.get(SEARCH_VAR, "").strip()
+        first_page = request.GET.get(PAGE_VAR, "1") in ("", "1")
+        read_ahead = self.READ_AHEAD if searched and first_page else 0
         return paging.ReadAheadPaginator(
-            queryset,
-            per_page,
-            orphans,
-            allow_empty_first_page,
-            read_ahead=self.READ_AHEAD if searched_first_page else 0,
+            queryset, per_page, orphans, allow_empty_first_page, read_ahead=read_ahead
         )
 
 

@@ -8,7 +8,7 @@ class Select(forms.Select):
     """Django's Select, written out in Python: the same HTML as its templates, which render
     every option through two includes of their own: the lead list's seven selects took a
     quarter of its rendering that way (twice what they take now), and the time zone select of
-    the settings page (400 options) three times as long."""
+    the settings page (400 options) two and a half times as long."""
 
     def render(self, name, value, attrs=None, renderer=None):
         widget = self.get_context(name, value, attrs)["widget"]
