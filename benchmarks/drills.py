@@ -50,18 +50,14 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benchmarks":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.nurture import free_port  # noqa: E402
+
 DRILLS = ("kill", "redis", "postgres", "halt", "inbound")
 APP_NAME = "drill-worker"  # application_name of the worker's and beat's database sessions
 WEBHOOK_SECRET = "drill-webhook-secret"
 MANAGERS = 10
 PYTHON = sys.executable
 CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- The sink: an SMTP server in a child process, one line per accepted email -----------------

@@ -6,7 +6,6 @@ import fcntl
 import os
 import re
 import signal
-import socket
 import subprocess
 import termios
 import threading
@@ -16,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.smtp_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the suite's own environment sets for itself; a newcomer's shell has none of it.
@@ -32,12 +33,6 @@ SUITE_VARIABLES = {
 }
 START_TIMEOUT = 240  # seconds: migrating a fresh database and loading the demo come first
 STOP_TIMEOUT = 30  # seconds from Ctrl-C until make has exited
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Terminal:
