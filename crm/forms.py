@@ -44,6 +44,14 @@ class ChoiceField(forms.ChoiceField):
     widget = Select
 
 
+def selects_for_choices(db_field, **kwargs):
+    """A ModelForm's formfield_callback: a model field with choices gets the workspace's
+    Select (the others keep the field's own widget)."""
+    if db_field.choices and "widget" not in kwargs:
+        kwargs["widget"] = Select
+    return db_field.formfield(**kwargs)
+
+
 class VisibleChoiceField(ModelChoiceField):
     """A choice among the rows this user may see (the field's queryset). A value outside it
     answers 404, as a row that does not exist does: the page never offers one, so only a made-up
@@ -213,7 +221,7 @@ class LeadForm(forms.ModelForm):
             "do_not_email",
             "responsible",
         ]
-        widgets = {"source": Select, "language": Select}
+        formfield_callback = selects_for_choices
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -332,7 +340,8 @@ class MySettingsForm(forms.ModelForm):
     class Meta:
         model = Profile
         fields = ["language", "time_zone", "phone", "signature"]
-        widgets = {"language": Select, "signature": forms.Textarea(attrs={"rows": 4})}
+        formfield_callback = selects_for_choices
+        widgets = {"signature": forms.Textarea(attrs={"rows": 4})}
         help_texts = {
             "language": _("The language of your pages and of your notifications."),
             "time_zone": _("Every time in the CRM is shown to you in it."),

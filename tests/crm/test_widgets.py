@@ -58,3 +58,15 @@ def test_the_lead_lists_selects_are_ours(alice):
     form = LeadFilterForm({}, user=alice)
     assert isinstance(form.fields["status"].widget, Select)
     assert isinstance(form.fields["sort"].widget, Select)
+
+
+@pytest.mark.django_db
+def test_a_lead_forms_fields_with_choices_are_ours_and_the_others_keep_their_widgets(alice):
+    from crm.forms import LeadForm, MySettingsForm
+
+    lead_form = LeadForm(user=alice)
+    settings_form = MySettingsForm(instance=alice.profile)
+
+    assert isinstance(lead_form.fields["language"].widget, Select)
+    assert isinstance(settings_form.fields["language"].widget, Select)
+    assert isinstance(lead_form.fields["source"].widget, forms.TextInput)

@@ -351,3 +351,14 @@ def test_older_entries_follow_the_timeline_order_even_when_written_late(
     assert len(shown_first) == 50 and not shown_first & shown_older
     assert shown_first | shown_older == everything
     assert "written late" in older
+
+
+def test_the_edit_form_shows_a_leads_source_to_type_and_its_language_to_choose(
+    alices_client, alice, make_lead
+):
+    lead = make_lead(alice, source="Exhibition")
+
+    form = alices_client.get(reverse("crm:lead_edit", args=[lead.pk])).content.decode()
+
+    assert '<input type="text" name="source" value="Exhibition"' in form
+    assert '<select name="language"' in form and 'value="ru"' in form
