@@ -15,26 +15,25 @@ class Select(forms.Select):
         return format_html(
             '<select name="{}"{}>{}\n</select>',
             widget["name"],
-            attributes(widget["attrs"]),
-            format_html_join("", "{}", ((group(*optgroup),) for optgroup in widget["optgroups"])),
+            _attributes(widget["attrs"]),
+            format_html_join("", "{}", ((_options(*group),) for group in widget["optgroups"])),
         )
 
 
-def group(name, options, _index):
+def _options(name, options, _index):
     rows = format_html_join(
         "",
         '\n  <option value="{}"{}>{}</option>\n',
-        ((str(row["value"]), attributes(row["attrs"]), row["label"]) for row in options),
+        ((str(row["value"]), _attributes(row["attrs"]), row["label"]) for row in options),
     )
     return format_html('\n  <optgroup label="{}">{}\n  </optgroup>', name, rows) if name else rows
 
 
-def attributes(attrs: dict):
+def _attributes(attrs: dict):
     """HTML attributes as Django's widgets/attrs.html writes them: False left out, True bare."""
-    return format_html_join(
-        "", "{}", ((attribute(name, value),) for name, value in attrs.items() if value is not False)
-    )
+    shown = ((_attribute(name, value),) for name, value in attrs.items() if value is not False)
+    return format_html_join("", "{}", shown)
 
 
-def attribute(name, value):
+def _attribute(name, value):
     return format_html(" {}", name) if value is True else format_html(' {}="{}"', name, str(value))
