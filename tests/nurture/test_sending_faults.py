@@ -92,7 +92,9 @@ def terminate(pid: int) -> None:
         dbname=db["NAME"],
         autocommit=True,
     ) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # With a timeout PostgreSQL waits until the session has ended: without one it only
+        # signals it, and the next statement of a test could still find it alive.
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
 
 
 @LIVE
