@@ -195,3 +195,18 @@ def test_check_deploy_reports_nothing_with_debug_off_a_key_and_allowed_hosts(man
 
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip() == "System check identified no issues (0 silenced)."
+
+
+# --- The database ------------------------------------------------------------------------------
+
+
+def test_on_postgresql_queries_are_prepared_unless_turned_off(read_settings):
+    url = "postgres://crm@db.example/crm"
+
+    on = read_settings(SECRET_KEY=A_KEY, DATABASE_URL=url)["DATABASES"]["default"]["OPTIONS"]
+    off = read_settings(SECRET_KEY=A_KEY, DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="false")
+
+    assert on == {"server_side_binding": True, "prepare_threshold": 5}
+    assert "prepare_threshold" not in off["DATABASES"]["default"].get("OPTIONS", {})
+    sqlite = read_settings(SECRET_KEY=A_KEY)["DATABASES"]["default"]["OPTIONS"]
+    assert "prepare_threshold" not in sqlite
