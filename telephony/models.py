@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Lead
+from crm.models import Lead, choice_label
 
 
 class Call(models.Model):
@@ -101,7 +101,15 @@ class Call(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_direction_display()} {self.from_raw} → {self.to_raw}"
+        return f"{self.direction_label} {self.from_raw} → {self.to_raw}"
+
+    @property
+    def direction_label(self) -> str:
+        return choice_label(self.Direction, self.direction)
+
+    @property
+    def state_label(self) -> str:
+        return choice_label(self.State, self.state)
 
     @property
     def is_over(self) -> bool:

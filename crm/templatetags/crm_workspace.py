@@ -5,6 +5,7 @@ from functools import lru_cache
 
 from django import template
 from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import dateformat, timezone, translation
 from django.utils.dates import MONTHS_3, WEEKDAYS_ABBR
 from django.utils.html import format_html, format_html_join
@@ -19,6 +20,28 @@ register = template.Library()
 def get_item(mapping, key):
     """`{{ mapping|get_item:key }}`, for dicts keyed by ids."""
     return mapping.get(key, ()) if mapping else ()
+
+
+@register.filter
+def url_with_id(pk, name):
+    """`{{ lead.pk|url_with_id:"crm:lead_detail" }}`: `{% url "crm:lead_detail" lead.pk %}`
+    for a URL whose one argument is an id, at a sixth of its cost: the pipeline links each of
+    its hundred cards three times, and every reverse() took 30 µs."""
+    before, after = _around_id(name, get_script_prefix(), get_urlconf())
+    return f"{before}{int(pk)}{after}"
+
+
+_STAND_IN_ID = 9081726354
+
+
+@lru_cache(maxsize=64)
+def _around_id(name, script_prefix, urlconf):
+    """`name`'s URL (with this script prefix and URLconf) before and after its id."""
+    url = reverse(name, args=[_STAND_IN_ID], urlconf=urlconf)
+    before, found, after = url.partition(str(_STAND_IN_ID))
+    if not found or str(_STAND_IN_ID) in after:
+        raise ValueError(f"{name}'s URL does not hold its id once: {url}")
+    return before, after
 
 
 @register.filter

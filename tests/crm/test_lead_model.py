@@ -62,3 +62,15 @@ def test_status_names_follow_the_active_language(status, settings):
         assert status("nurturing").name == "Дожимаем лида"
     with translation.override("en"):
         assert status("nurturing").name == "Nurturing"
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_a_kind_label_is_what_django_displays(language):
+    from django.utils import translation
+
+    from crm.models import Activity
+
+    with translation.override(language):
+        for kind in [*Activity.Kind.values, "retired_kind"]:
+            entry = Activity(kind=kind)
+            assert str(entry.kind_label) == str(entry.get_kind_display())

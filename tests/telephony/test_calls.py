@@ -137,3 +137,15 @@ def test_an_outbound_call_is_logged_but_does_not_stop_nurturing(calling_lead, ap
     calling_lead.refresh_from_db()
     assert calling_lead.status.code == LeadStatus.NURTURING
     assert calling_lead.activities.filter(kind=Activity.Kind.CALL).count() == 1
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_a_calls_labels_are_what_django_displays(language):
+    from django.utils import translation
+
+    with translation.override(language):
+        for direction in Call.Direction.values:
+            for state in [*Call.State.values, "retired_state"]:
+                call = Call(direction=direction, state=state)
+                assert str(call.direction_label) == str(call.get_direction_display())
+                assert str(call.state_label) == str(call.get_state_display())
