@@ -15,8 +15,17 @@ COUNT_CAP = 10_000
 
 
 class CappedPaginator(Paginator):
-    def __init__(self, object_list, per_page, *, wanted_page=1, cap: int | None = None):
-        super().__init__(object_list, per_page)
+    def __init__(
+        self,
+        object_list,
+        per_page,
+        orphans=0,
+        allow_empty_first_page=True,
+        *,
+        wanted_page=1,
+        cap: int | None = None,
+    ):
+        super().__init__(object_list, per_page, orphans, allow_empty_first_page)
         cap = cap or COUNT_CAP
         self.limit = cap * math.ceil(max(wanted_page, 1) * per_page / cap)
 
@@ -37,6 +46,24 @@ class CappedPaginator(Paginator):
     def counted_pages(self) -> int:
         """The whole pages within the counted rows: what "Page N of more than M" says."""
         return self.limit // self.per_page
+
+    def get_elided_page_range(self, number=1, *, on_each_side=3, on_ends=2):
+        """Django's page links (the admin's), without a last page where there is none to link:
+        capped, the first pages, those around `number`, then "…"."""
+        if not self.is_capped:
+            yield from super().get_elided_page_range(
+                number, on_each_side=on_each_side, on_ends=on_ends
+            )
+            return
+        number = self.validate_number(number)
+        if number > on_ends + on_each_side + 1:
+            yield from range(1, on_ends + 1)
+            yield self.ELLIPSIS
+            yield from range(number - on_each_side, number)
+        else:
+            yield from range(1, number)
+        yield from range(number, min(number + on_each_side, self.num_pages) + 1)
+        yield self.ELLIPSIS
 
 
 class ReadAheadPaginator(Paginator):

@@ -153,3 +153,35 @@ def test_a_search_longer_than_its_read_ahead_is_counted_in_full(
     assert page.context["cl"].result_count == 60
     assert list(page.context["cl"].result_list) == sixty_petrovs[::-1][:50]
     assert searches_in(queries) == 2  # the ids (up to the read-ahead) and the count
+
+
+def test_a_long_list_is_counted_only_so_far_and_says_so(client, olga, sixty_petrovs, monkeypatch):
+    monkeypatch.setattr("crm.paging.COUNT_CAP", 10)  # a page of 50: counted to 50, and one more
+    client.force_login(olga)
+    url = reverse("admin:crm_lead_changelist")
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url, headers={"accept-language": "en"})
+
+    counts = [query["sql"] for query in queries if "COUNT(*)" in query["sql"]]
+    assert len(counts) == 1 and "LIMIT 51" in counts[0]
+    html = " ".join(page.content.decode().split())
+    assert "</a> … Leads: more than 50" in html  # the pages it counted, and no last one
+    assert "Select all leads (more than 50)" in html
+    assert "More than 50 results" in html
+    assert len(page.context["cl"].result_list) == 50
+    second = client.get(url, {"p": "2"}, headers={"accept-language": "en"})
+    assert len(second.context["cl"].result_list) == 11
+    assert "61 leads" in " ".join(second.content.decode().split())  # counted to its end
+
+
+def test_a_long_list_says_so_in_russian(client, olga, sixty_petrovs, monkeypatch):
+    monkeypatch.setattr("crm.paging.COUNT_CAP", 10)
+    client.force_login(olga)
+
+    page = client.get(reverse("admin:crm_lead_changelist"), headers={"accept-language": "ru"})
+
+    html = " ".join(page.content.decode().split())
+    assert "Лиды: более 50" in html
+    assert "Выбрать все лиды (более 50)" in html
+    assert "Более 50 результатов" in html
