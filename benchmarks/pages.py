@@ -7,13 +7,15 @@ calls list and outbox, at 100,000 leads.
 The database (its name must contain "bench") is created if missing and migrated; every lead,
 activity, enrollment, message, call and notification in it is deleted and the benchmark's rows
 are loaded afresh (COPY, as benchmarks/nurture.py does). Then Django's test client, with DEBUG
-off, a supervisor and a manager logged in with force_login, requests each page: a few
-warm-up requests, then 20 timed ones; the table shows the median, the p95, the number of
-queries of one request and the target. With --rounds N every page is measured N times, the
+off, a supervisor and a manager logged in with force_login, and what is loaded kept out of full
+garbage collections (gc.freeze, as a web worker does), requests each page: a few warm-up
+requests, then 20 timed ones; the table shows the median, the p95, the number of queries of one
+request and the target. With --rounds N every page is measured N times, the
 rounds one after another, and each line is the page's quietest round.
 """
 
 import argparse
+import gc
 import math
 import os
 import statistics
@@ -402,6 +404,9 @@ def main() -> None:
             data = setup(args.leads, args.calls, args.timeline, args.enrollments)
         print(f"setup: {t.seconds:.0f}s")
 
+    # As a web worker does once it has loaded the CRM (deploy/gunicorn.conf.py)
+    gc.collect()
+    gc.freeze()
     clients = {}
     for who in ("supervisor", "manager"):
         clients[who] = Client()

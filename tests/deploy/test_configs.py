@@ -110,3 +110,15 @@ def test_the_environment_example_passes_the_deployment_checks(tmp_path):
     )
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_web_worker_keeps_what_it_loaded_out_of_full_garbage_collections():
+    import gc
+    import runpy
+
+    config = runpy.run_path(str(Path(__file__).parents[2] / "deploy" / "gunicorn.conf.py"))
+    try:
+        config["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
