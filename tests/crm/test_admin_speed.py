@@ -185,3 +185,17 @@ def test_a_long_list_says_so_in_russian(client, olga, sixty_petrovs, monkeypatch
     assert "Лиды: более 50" in html
     assert "Выбрать все лиды (более 50)" in html
     assert "Более 50 результатов" in html
+
+
+@pytest.mark.django_db
+def test_a_capped_lists_page_links_end_with_an_ellipsis_not_a_last_page(make_lead, alice):
+    from crm.paging import CappedPaginator
+
+    for _ in range(12):
+        make_lead(alice)
+    paginator = CappedPaginator(Lead.objects.order_by("pk"), 1, wanted_page=7, cap=3)
+
+    assert (paginator.count, paginator.is_capped) == (10, True)  # counted to 9, and one more
+    links = list(paginator.get_elided_page_range(7, on_each_side=2, on_ends=1))
+    assert links == [1, "…", 5, 6, 7, 8, 9, "…"]
+    assert list(paginator.get_elided_page_range(2, on_each_side=2, on_ends=1)) == [1, 2, 3, 4, "…"]
