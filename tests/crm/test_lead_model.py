@@ -1,7 +1,8 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
-from crm.models import Lead
+from crm.models import Activity, Lead
 
 
 @pytest.mark.parametrize(
@@ -56,8 +57,6 @@ def test_full_name_joins_what_is_there(make_lead):
 
 
 def test_status_names_follow_the_active_language(status, settings):
-    from django.utils import translation
-
     with translation.override("ru"):
         assert status("nurturing").name == "Дожимаем лида"
     with translation.override("en"):
@@ -66,10 +65,6 @@ def test_status_names_follow_the_active_language(status, settings):
 
 @pytest.mark.parametrize("language", ["ru", "en"])
 def test_a_kind_label_is_what_django_displays(language):
-    from django.utils import translation
-
-    from crm.models import Activity
-
     with translation.override(language):
         for kind in [*Activity.Kind.values, "retired_kind"]:
             entry = Activity(kind=kind)

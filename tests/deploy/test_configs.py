@@ -1,7 +1,9 @@
 """The shipped systemd units, logrotate file and environment example, checked by the tools that
 read them: systemd-analyze, logrotate, and Django's deployment checks."""
 
+import gc
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -113,10 +115,9 @@ def test_the_environment_example_passes_the_deployment_checks(tmp_path):
 
 
 def test_a_web_worker_keeps_what_it_loaded_out_of_full_garbage_collections():
-    import gc
-    import runpy
-
     config = runpy.run_path(str(Path(__file__).parents[2] / "deploy" / "gunicorn.conf.py"))
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
     try:
         config["post_worker_init"](worker=None)
         assert gc.get_freeze_count() > 0

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from crm.models import Activity, LeadStatus, Notification
 from nurture.models import Enrollment
@@ -141,8 +141,6 @@ def test_an_outbound_call_is_logged_but_does_not_stop_nurturing(calling_lead, ap
 
 @pytest.mark.parametrize("language", ["ru", "en"])
 def test_a_calls_labels_are_what_django_displays(language):
-    from django.utils import translation
-
     with translation.override(language):
         for direction in Call.Direction.values:
             for state in [*Call.State.values, "retired_state"]:
