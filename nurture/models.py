@@ -122,7 +122,14 @@ class Enrollment(models.Model):
                 fields=["next_send_at"],
                 condition=Q(state="active", next_send_at__isnull=False),
                 name="enrollment_due_idx",
-            )
+            ),
+            # Today's "all emails sent, never answered": the finished ones of a manager's leads,
+            # read from the index alone (with their ids).
+            models.Index(
+                fields=["lead", "ended_at", "id"],
+                condition=Q(state="completed"),
+                name="enrollment_completed_idx",
+            ),
         ]
 
     def __str__(self):

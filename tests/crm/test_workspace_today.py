@@ -196,3 +196,30 @@ def test_a_call_alice_took_from_a_colleagues_lead_says_whose_lead_it_is(
     calls = alices_client.get(reverse("crm:today")).content.decode().split("My calls today")[1]
 
     assert "a lead of Bob" in calls and "Bakerov" not in calls
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "marker, index",
+    [
+        ("'completed'", "enrollment_completed_idx"),
+        ("'missed'", "call_missed_idx"),
+    ],
+)
+def test_on_postgresql_todays_unanswered_and_missed_read_their_partial_indexes(
+    alices_client, marker, index
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    with CaptureQueriesContext(connection) as queries:
+        alices_client.get(reverse("crm:today"))
+    [sql] = [query["sql"] for query in queries.captured_queries if marker in query["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is too small to need it
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert index in plan
