@@ -1,4 +1,7 @@
+from types import SimpleNamespace
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR, ChangeList
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -8,6 +11,7 @@ from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -44,6 +48,9 @@ class HiddenIsNotFound:
         raise Http404(_("Not found."))
 
 
+_STAND_IN_PK = "9081726354"
+
+
 class QuickChangeList(ChangeList):
     """Django's list, doing less on long lists.
 
@@ -62,8 +69,19 @@ class QuickChangeList(ChangeList):
         self.row_link_query, self.preserved_filters = self.preserved_filters, ""
 
     def url_for_result(self, result):
-        url = super().url_for_result(result)
+        before, after = self._change_url_around_pk
+        url = f"{before}{quote(getattr(result, self.pk_attname))}{after}"
         return f"{url}?{self.row_link_query}" if self.row_link_query else url
+
+    @cached_property
+    def _change_url_around_pk(self) -> tuple[str, str]:
+        """The rows' change URL before and after the id, reversed once a page, not once a row
+        (30 µs each)."""
+        url = super().url_for_result(SimpleNamespace(**{self.pk_attname: _STAND_IN_PK}))
+        before, found, after = url.partition(_STAND_IN_PK)
+        if not found or _STAND_IN_PK in after:
+            raise ValueError(f"The change URL does not hold the id once: {url}")
+        return before, after
 
     def get_results(self, request):
         super().get_results(request)

@@ -27,6 +27,7 @@ from crm.forms import VisibleChoiceField
 from crm.models import display_name_or_dash, user_display_name
 from crm.phones import to_e164
 from crm.selectors import can_see_all_leads, leads_visible_to
+from crm.templatetags.crm_workspace import url_with_id
 from telephony.calls import reports, selectors, services
 from telephony.calls.shown import whose, with_hidden_details
 from telephony.models import Call, CallEvent, RejectedPayload
@@ -289,7 +290,7 @@ class CallAdmin(ShownCallDetails, QuickList, HiddenIsNotFound, admin.ModelAdmin)
             return self.get_empty_value_display()
         if call.lead_hidden:
             return whose(call.lead)
-        url = reverse("admin:crm_lead_change", args=[call.lead_id])
+        url = url_with_id(call.lead_id, "admin:crm_lead_change")  # reversed once, not per row
         return format_html('<a href="{}">{}</a>', url, call.lead)
 
     @admin.display(description=_("possible leads"))

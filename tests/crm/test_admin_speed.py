@@ -90,6 +90,33 @@ def test_a_searched_lists_row_links_lead_back_to_the_search_as_djangos_do(
     assert f'href="{djangos.replace("&", "&amp;")}"' in page.content.decode()
 
 
+@pytest.mark.parametrize("script_name", ["", "/crm"])
+def test_each_row_links_to_its_own_change_page_reversed_once_a_page(
+    client, make_lead, olga, alice, monkeypatch, script_name
+):
+    from django.contrib.admin.views import main
+    from django.urls import clear_script_prefix, set_script_prefix
+
+    leads = [make_lead(alice, first_name=f"Lead{n}", email=f"{n}@e.ru") for n in range(3)]
+    reversed_names = []
+    real_reverse = main.reverse
+    monkeypatch.setattr(
+        main, "reverse", lambda name, **kw: reversed_names.append(name) or real_reverse(name, **kw)
+    )
+    client.force_login(olga)
+    lead_list = reverse("admin:crm_lead_changelist")
+    set_script_prefix(f"{script_name}/")  # as the WSGI handler does (the test client does not)
+
+    try:
+        page = client.get(lead_list)
+    finally:
+        clear_script_prefix()
+
+    assert reversed_names.count("admin:crm_lead_change") == 1
+    for lead in leads:
+        assert f'href="{script_name}/admin/crm/lead/{lead.pk}/change/"' in page.content.decode()
+
+
 @pytest.fixture
 def sixty_petrovs(make_lead, alice):
     """60 leads named Петров (and one other), made one after another: the list shows the newest

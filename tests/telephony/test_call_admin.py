@@ -75,6 +75,19 @@ def test_a_manager_sees_calls_of_her_leads_and_her_own_not_bobs(
     assert "+7 916 333-33-33" in page(client, CHANGELIST)
 
 
+def test_each_call_links_to_its_own_lead(client, alice, make_lead):
+    leads = [make_lead(alice, email=f"{n}@x.example", title=f"Shop {n}") for n in range(3)]
+    for number, lead in enumerate(leads):
+        make_call(f"call-{number}", lead=lead)
+    client.force_login(alice)
+
+    html = page(client, CHANGELIST)
+
+    for lead in leads:
+        link = reverse("admin:crm_lead_change", args=[lead.pk])
+        assert f'<a href="{link}">{lead}</a>' in html
+
+
 def test_a_number_is_found_however_it_is_typed(client, olga):
     make_call("wanted", from_raw="+79161234567", from_e164="+79161234567")
     make_call("other", from_raw="+79165550000", from_e164="+79165550000")
