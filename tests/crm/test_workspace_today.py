@@ -210,16 +210,12 @@ def test_on_postgresql_todays_unanswered_and_missed_read_their_partial_indexes(
     alices_client, marker, index
 ):
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+
+    from tests.plans import plan_of, queries_of
 
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
-    with CaptureQueriesContext(connection) as queries:
-        alices_client.get(reverse("crm:today"))
-    [sql] = [query["sql"] for query in queries.captured_queries if marker in query["sql"]]
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is too small to need it
-        cursor.execute(f"EXPLAIN {sql}")
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    [sql] = queries_of(alices_client, reverse("crm:today"), containing=marker)
+    plan = plan_of(sql)
 
     assert index in plan
