@@ -204,6 +204,21 @@ def choice_label(choices: type[models.TextChoices], value: str) -> str:
         return value
 
 
+def lead_manager_field() -> models.ForeignKey:
+    """The lead's responsible manager, copied onto a row of the lead's (a call, an email) so that
+    a manager's list of them reads one index of their own rows, not every lead's. It follows
+    the lead: `crm.signals.lead_reassigned` moves it."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        editable=False,
+        related_name="+",
+        db_index=False,  # the models' own indexes start with it
+        verbose_name=_("lead's manager"),
+    )
+
+
 def normalize_search(text: str) -> str:
     """`text` as the search compares it: case folded, «ё» as «е», single spaces."""
     return " ".join(text.casefold().replace("ё", "е").split())

@@ -16,7 +16,7 @@ from crm.models import (
     Task,
     user_display_name,
 )
-from crm.signals import lead_status_changed
+from crm.signals import lead_reassigned, lead_status_changed
 
 User = get_user_model()
 
@@ -187,6 +187,7 @@ def reassign(lead: Lead, user, *, by=None) -> bool:
     Task.objects.filter(
         lead=lead, done_at__isnull=True, assigned_to_id=locked.responsible_id
     ).update(assigned_to=user)
+    lead_reassigned.send(sender=Lead, lead_id=lead.pk, manager_id=user.pk)
     record_activity(
         lead,
         Activity.Kind.REASSIGNED,

@@ -9,7 +9,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Lead, LeadStatus
+from crm.models import Lead, LeadStatus, lead_manager_field
 
 
 class Sequence(models.Model):
@@ -174,6 +174,7 @@ class OutboundMessage(models.Model):
         verbose_name=_("sender"),
         db_index=False,
     )
+    lead_manager = lead_manager_field()
     scheduled_for = models.DateTimeField(_("scheduled for"))
     to_email = models.EmailField(_("to"), blank=True)
     subject = models.CharField(_("subject"), max_length=300, blank=True)
@@ -215,6 +216,10 @@ class OutboundMessage(models.Model):
             ),
             # The outbox list's order (the admin pages through it newest first).
             models.Index(fields=["-created_at", "-number"], name="outbound_newest_idx"),
+            # A manager's outbox: the emails to their leads, in the list's order.
+            models.Index(
+                fields=["lead_manager", "-created_at", "-number"], name="outbound_lead_manager_idx"
+            ),
             # "Which email works" counts the sent emails per step from this index alone.
             models.Index(
                 fields=["sequence", "number"], condition=Q(state="sent"), name="outbound_sent_idx"
@@ -227,6 +232,8 @@ class OutboundMessage(models.Model):
     def save(self, *args, **kwargs):
         if self.sequence_id is None and self.enrollment_id is not None:
             self.sequence_id = self.enrollment.sequence_id
+        if self._state.adding and self.lead_manager_id is None and self.enrollment_id is not None:
+            self.lead_manager_id = self.enrollment.lead.responsible_id
         super().save(*args, **kwargs)
 
 

@@ -80,7 +80,7 @@ def messages_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:
     queryset = OutboundMessage.objects.all() if queryset is None else queryset
     if can_see_all_leads(user):
         return queryset
-    return queryset.filter(enrollment__lead__responsible=user)
+    return queryset.filter(lead_manager=user)
 
 
 def suppressions_visible_to(user, queryset: QuerySet | None = None) -> QuerySet:

@@ -8,10 +8,10 @@ class TelephonyConfig(AppConfig):
     verbose_name = _("Telephony")
 
     def ready(self):
-        # Connecting receivers: Anymail's inbound mail, and telephony's part of exporting and
-        # erasing what is held about a lead (crm.privacy).
-        from telephony import erasure, export, workspace  # noqa: F401
-        from telephony.mail import receivers  # noqa: F401
+        # Connecting receivers: reassigned leads, Anymail's inbound mail, and telephony's part
+        # of exporting and erasing what is held about a lead (crm.privacy).
+        from telephony import erasure, export, receivers, workspace  # noqa: F401
+        from telephony.mail import receivers as mail_receivers  # noqa: F401
         from telephony.mail.checks import esp_webhooks_are_secured
 
         checks.register(esp_webhooks_are_secured)

@@ -23,6 +23,7 @@ def erase_telephony(sender, lead, by, **kwargs) -> dict:
         "telephony.call_events": CallEvent.objects.filter(call__in=calls).delete()[0],
         "telephony.calls_anonymised": Call.objects.filter(pk__in=calls).update(
             lead=None,
+            lead_manager=None,
             activity=None,
             from_raw="",
             from_e164="",

@@ -1,12 +1,12 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Lead, choice_label
+from crm.models import Lead, choice_label, lead_manager_field
 
 
 class Call(models.Model):
@@ -47,6 +47,7 @@ class Call(models.Model):
         verbose_name=_("possible leads"),
         help_text=_("Several leads share this number: choose the right one."),
     )
+    lead_manager = lead_manager_field()
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -104,10 +105,30 @@ class Call(models.Model):
                 condition=Q(direction="in", state="missed"),
                 name="call_missed_idx",
             ),
+            # A manager's calls list: the calls of their leads, newest first.
+            models.Index(fields=["lead_manager", "-started_at"], name="call_lead_manager_idx"),
         ]
 
     def __str__(self):
         return f"{self.direction_label} {self.from_raw} → {self.to_raw}"
+
+    def save(self, *args, update_fields=None, **kwargs):
+        if update_fields is not None and "lead" not in update_fields:
+            return super().save(*args, update_fields=update_fields, **kwargs)
+        if update_fields is not None:
+            update_fields = {*update_fields, "lead_manager"}
+        with transaction.atomic():
+            # Read under a lock a reassignment of the lead waits for (and takes first): either
+            # it sees this call and moves it, or this reads the lead's new manager.
+            self.lead_manager_id = (
+                Lead.objects.select_for_update(no_key=True)
+                .filter(pk=self.lead_id)
+                .values_list("responsible_id", flat=True)
+                .first()
+                if self.lead_id is not None
+                else None
+            )
+            super().save(*args, update_fields=update_fields, **kwargs)
 
     @property
     def direction_label(self) -> str:

@@ -26,7 +26,7 @@ def with_hidden_details(user, calls: QuerySet) -> QuerySet:
     colleagues = Profile.objects.exclude(user=user).exclude(extension="")
     return calls.annotate(
         lead_hidden=Case(
-            When(Q(lead__isnull=True) | Q(lead__responsible=user), then=Value(False)),
+            When(Q(lead__isnull=True) | Q(lead_manager=user), then=Value(False)),
             default=Value(True),
             output_field=BooleanField(),
         ),

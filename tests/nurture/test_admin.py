@@ -309,6 +309,50 @@ def test_managers_see_only_the_messages_to_their_own_leads(
     assert other.status_code == 404
 
 
+def test_a_reassigned_leads_emails_move_to_its_new_managers_outbox(
+    clock, client, alice, bob, olga, nurtured_lead, first_dispatch
+):
+    first_dispatch()
+    message = OutboundMessage.objects.get(enrollment__lead=nurtured_lead)
+    assert message.lead_manager == alice
+
+    crm_services.reassign(nurtured_lead, bob, by=olga)
+
+    client.force_login(bob)
+    assert "ivan@client.example" in page(
+        client, reverse("admin:nurture_outboundmessage_changelist")
+    )
+    client.force_login(alice)
+    assert "ivan@client.example" not in page(
+        client, reverse("admin:nurture_outboundmessage_changelist")
+    )
+    url = reverse("admin:nurture_outboundmessage_change", args=[message.pk])
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_managers_outbox_reads_its_own_index(
+    clock, client, alice, nurtured_lead, first_dispatch
+):
+    from django.db import connection
+
+    from tests.plans import plan_of, queries_of
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    first_dispatch()
+    client.force_login(alice)
+    [count] = queries_of(
+        client,
+        reverse("admin:nurture_outboundmessage_changelist"),
+        starting="SELECT COUNT(*)",
+        containing="nurture_outboundmessage",
+    )
+
+    assert "outbound_lead_manager_idx" in plan_of(count)
+    assert "nurture_enrollment" not in plan_of(count)
+
+
 # --- The lead's page, the calendar and mailbox limits ---------------------------------------
 
 

@@ -449,6 +449,42 @@ def test_a_batch_waits_for_a_status_change_in_flight_then_sends_to_everyone_else
     )
 
 
+# --- Reassigning while dispatching -----------------------------------------------------------
+
+
+@LIVE
+def test_a_dispatch_during_a_reassignment_leaves_the_lead_for_after_it(
+    row_locks, ivan, clock, bob, olga, tmp_path
+):
+    clock.move_to(FIRST_SEND)
+    with use_broker("filesystem", tmp_path):
+        with transaction.atomic():
+            assert crm_services.reassign(ivan, bob, by=olga)  # the lead's enrollments locked
+            dispatcher = Background(dispatch_due)
+            dispatcher.start()
+            assert dispatcher.outcome() == []  # it skipped them, not writing alice's name
+
+        [message_id] = dispatch_due()
+    message = OutboundMessage.objects.get(pk=message_id)
+    assert message.lead_manager == bob and message.sender == bob
+
+
+@LIVE
+def test_a_reassignment_during_a_dispatch_waits_for_it_and_takes_its_email_along(
+    row_locks, ivan, clock, alice, bob, olga, tmp_path
+):
+    clock.move_to(FIRST_SEND)
+    with use_broker("filesystem", tmp_path), transaction.atomic():
+        [message_id] = dispatch_due()  # the enrollment locked, alice's email written
+        reassigner = Background(lambda: crm_services.reassign(ivan, bob, by=olga))
+        reassigner.start()
+        blockers_of(reassigner)
+        assert OutboundMessage.objects.get(pk=message_id).lead_manager == alice
+
+    assert reassigner.outcome() is True
+    assert OutboundMessage.objects.get(pk=message_id).lead_manager == bob
+
+
 # --- A worker dying mid-send -------------------------------------------------------------------
 
 
