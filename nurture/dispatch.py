@@ -185,7 +185,7 @@ def _dispatch_batch(now: datetime, batch_size: int, usage: MailboxUsage) -> tupl
             "sequence_id": [due.sequence.pk for due in allowed],
             "number": [due.sent_count for due in allowed],
             "sender_id": [due.sender_id for due in allowed],
-            "lead_manager_id": [due.sender_id for due in allowed],  # the sender is the lead's
+            "lead_manager_id": [due.sender_id for due in allowed],  # the lead's manager
             "to_email": [due.email for due in allowed],
         },
         scheduled_for=now,
